@@ -1,0 +1,256 @@
+//! Choosing a backend by name at run time.
+//!
+//! Burn 0.22 dispatches on the [`Device`]: there is no backend type parameter, and each backend
+//! is compiled in by a cargo feature. [`BackendKind`] is the one place that maps a user-facing
+//! name (`"flex"`, `"ndarray"`, `"tch"`, ...) to a device, and that says which cargo feature to
+//! enable when a backend is missing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+
+/// A backend that dl-rs can run on.
+///
+/// ```
+/// use dl_core::BackendKind;
+/// let kind: BackendKind = "flex".parse().unwrap();
+/// assert_eq!(kind, BackendKind::Flex);
+/// let device = kind.device().unwrap();
+/// assert!(!device.is_autodiff());
+/// assert!(kind.autodiff_device().unwrap().is_autodiff());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendKind {
+    /// Burn's pure-Rust CPU backend; the default.
+    Flex,
+    /// The ndarray CPU backend (deprecated by Burn, still supported).
+    NdArray,
+    /// LibTorch on the CPU, through `burn-tch`.
+    Tch,
+    /// LibTorch on the first CUDA GPU, through `burn-tch`.
+    TchCuda,
+    /// wgpu on the default adapter (Vulkan, Metal or DirectX).
+    Wgpu,
+    /// CubeCL's CUDA runtime on the first GPU.
+    Cuda,
+}
+
+impl BackendKind {
+    /// Every backend, compiled in or not, in the order tables list them.
+    pub const ALL: [BackendKind; 6] = [
+        BackendKind::Flex,
+        BackendKind::NdArray,
+        BackendKind::Tch,
+        BackendKind::TchCuda,
+        BackendKind::Wgpu,
+        BackendKind::Cuda,
+    ];
+
+    /// The name used on the command line and in reports.
+    ///
+    /// ```
+    /// assert_eq!(dl_core::BackendKind::TchCuda.name(), "tch-cuda");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::NdArray => "ndarray",
+            BackendKind::Tch => "tch",
+            BackendKind::TchCuda => "tch-cuda",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+
+    /// The cargo feature (of every dl-rs crate) that compiles this backend in.
+    ///
+    /// ```
+    /// assert_eq!(dl_core::BackendKind::TchCuda.cargo_feature(), "tch");
+    /// ```
+    pub fn cargo_feature(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::NdArray => "ndarray",
+            BackendKind::Tch | BackendKind::TchCuda => "tch",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+
+    /// Whether this build has the backend compiled in.
+    ///
+    /// ```
+    /// assert!(dl_core::BackendKind::Flex.is_compiled());
+    /// ```
+    pub fn is_compiled(self) -> bool {
+        match self {
+            BackendKind::Flex => cfg!(feature = "flex"),
+            BackendKind::NdArray => cfg!(feature = "ndarray"),
+            BackendKind::Tch | BackendKind::TchCuda => cfg!(feature = "tch"),
+            BackendKind::Wgpu => cfg!(feature = "wgpu"),
+            BackendKind::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// The backends compiled into this build.
+    ///
+    /// ```
+    /// assert!(dl_core::BackendKind::compiled().contains(&dl_core::BackendKind::Flex));
+    /// ```
+    pub fn compiled() -> Vec<BackendKind> {
+        Self::ALL.into_iter().filter(|k| k.is_compiled()).collect()
+    }
+
+    /// Parse a comma-separated list such as `"flex,ndarray"`; `"all"` means every backend.
+    ///
+    /// ```
+    /// use dl_core::BackendKind;
+    /// let kinds = BackendKind::parse_list("flex, ndarray").unwrap();
+    /// assert_eq!(kinds, vec![BackendKind::Flex, BackendKind::NdArray]);
+    /// assert!(BackendKind::parse_list("flex,metal").is_err());
+    /// ```
+    pub fn parse_list(list: &str) -> Result<Vec<BackendKind>> {
+        if list.trim() == "all" {
+            return Ok(Self::ALL.to_vec());
+        }
+        let mut kinds = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let kind: BackendKind = name.parse()?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        Ok(kinds)
+    }
+
+    /// A plain (inference) device of this backend.
+    ///
+    /// Returns [`Error::BackendNotCompiled`], naming the cargo feature, when this build does
+    /// not include the backend.
+    pub fn device(self) -> Result<Device> {
+        if !self.is_compiled() {
+            return Err(Error::BackendNotCompiled {
+                backend: self.name().to_string(),
+                feature: self.cargo_feature().to_string(),
+            });
+        }
+        Ok(self.compiled_device())
+    }
+
+    /// The same device with autodiff enabled, for training.
+    pub fn autodiff_device(self) -> Result<Device> {
+        Ok(self.device()?.autodiff())
+    }
+
+    // Only called once `is_compiled` said yes, so every arm whose feature is off is unreachable.
+    #[allow(deprecated, unreachable_code)]
+    fn compiled_device(self) -> Device {
+        match self {
+            #[cfg(feature = "flex")]
+            BackendKind::Flex => Device::flex(),
+            #[cfg(feature = "ndarray")]
+            BackendKind::NdArray => Device::ndarray(),
+            #[cfg(feature = "tch")]
+            BackendKind::Tch => Device::libtorch(),
+            #[cfg(feature = "tch")]
+            BackendKind::TchCuda => Device::libtorch_cuda(0),
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+            #[cfg(feature = "cuda")]
+            BackendKind::Cuda => Device::cuda(0),
+            #[allow(unreachable_patterns)]
+            _ => Device::default(),
+        }
+    }
+}
+
+impl Default for BackendKind {
+    /// Flex when compiled in, else the first compiled backend.
+    fn default() -> Self {
+        Self::compiled()
+            .first()
+            .copied()
+            .unwrap_or(BackendKind::Flex)
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+
+    /// Case-insensitive; `libtorch` is accepted for `tch` and `libtorch-cuda` for `tch-cuda`.
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.trim().to_ascii_lowercase();
+        let kind = match lower.as_str() {
+            "flex" => BackendKind::Flex,
+            "ndarray" => BackendKind::NdArray,
+            "tch" | "libtorch" => BackendKind::Tch,
+            "tch-cuda" | "libtorch-cuda" => BackendKind::TchCuda,
+            "wgpu" => BackendKind::Wgpu,
+            "cuda" => BackendKind::Cuda,
+            _ => {
+                return Err(Error::UnknownBackend {
+                    name: s.to_string(),
+                    expected: Self::ALL.map(|k| k.name()).join(", "),
+                });
+            }
+        };
+        Ok(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in BackendKind::ALL {
+            assert_eq!(kind.name().parse::<BackendKind>(), Ok(kind));
+            assert_eq!(kind.to_string(), kind.name());
+        }
+        assert_eq!("LibTorch".parse::<BackendKind>(), Ok(BackendKind::Tch));
+    }
+
+    #[test]
+    fn unknown_name_lists_the_valid_ones() {
+        let err = "metal".parse::<BackendKind>().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`metal`"), "{msg}");
+        assert!(msg.contains("flex, ndarray, tch, tch-cuda, wgpu, cuda"), "{msg}");
+    }
+
+    #[test]
+    fn missing_backend_names_its_feature() {
+        for kind in BackendKind::ALL.into_iter().filter(|k| !k.is_compiled()) {
+            let err = kind.device().unwrap_err();
+            assert_eq!(
+                err,
+                Error::BackendNotCompiled {
+                    backend: kind.name().into(),
+                    feature: kind.cargo_feature().into()
+                }
+            );
+            assert!(err.to_string().contains("--features"));
+        }
+    }
+
+    #[test]
+    fn compiled_backends_give_devices() {
+        for kind in BackendKind::compiled() {
+            if matches!(kind, BackendKind::TchCuda | BackendKind::Cuda | BackendKind::Wgpu) {
+                continue; // needs hardware this machine may not have
+            }
+            assert!(kind.device().is_ok());
+            assert!(kind.autodiff_device().expect("device").is_autodiff());
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! `cargo xtask <command>`: the project's automation, as an ordinary Rust program.
+//!
+//! Commands:
+//! - `fixtures [--only NAME]`: make the PyTorch reference data in `fixtures/` (creates the
+//!   git-ignored `.venv` with `torch==2.9.0` on first use).
+
+mod fixtures;
+mod python;
+
+use anyhow::{Result, bail};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "fixtures" => fixtures::run(&rest),
+        "" | "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown xtask command `{other}`\n\n{USAGE}"),
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: a script in fixtures/gen without .py)";

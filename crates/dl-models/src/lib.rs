@@ -1,4 +1,21 @@
 //! The chapter's networks, numerically identical to their PyTorch definitions.
 //!
-//! Filled by the layers-and-models work (issue 3): `Mlp`, `Cnn`, `ImageCnn`,
-//! `LstmClassifier`, `TransformerClassifier` and the from-scratch `ScratchMlp`.
+//! | model | chapter | input |
+//! |---|---|---|
+//! | [`Mlp`] | training pipeline `nn.Sequential`, 784-512-256-10 | `[batch, 784]` |
+//! | [`Cnn`] | `ConvolutionalNeuralNetwork` | `[batch, 1, 28, 28]` |
+//! | [`ImageCnn`] | image-classification case | `[batch, 3, 64, 64]` |
+//! | [`ScratchMlp`] | `DeepNeuralNetwork` (hand-written backprop) | `[batch, features]` |
+//!
+//! Each has a serde configuration with the chapter's values as defaults and
+//! `init(&device)`; every model runs on any Burn device.
+
+mod cnn;
+mod mlp;
+mod scratch;
+
+pub use cnn::{Cnn, CnnConfig, ImageCnn};
+pub use mlp::{Mlp, MlpConfig};
+pub use scratch::{
+    ScratchActivation, ScratchGradients, ScratchMlp, ScratchMlpConfig, ScratchOutput,
+};

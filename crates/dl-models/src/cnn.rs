@@ -1,0 +1,192 @@
+//! The chapter's `ConvolutionalNeuralNetwork` (1x28x28) and its image-classification case
+//! (3x64x64).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use dl_core::{Classifier, Error, Result};
+
+use crate::mlp::{check_dropout, check_positive};
+
+/// Configuration of [`Cnn`]; the defaults are the chapter's `ConvolutionalNeuralNetwork`
+/// for 1x28x28 digits. [`CnnConfig::image_cnn`] gives the image-classification case.
+///
+/// ```
+/// let config = dl_models::CnnConfig::new();
+/// assert_eq!(config.flattened_features(), 128 * 3 * 3);
+/// assert_eq!(dl_models::CnnConfig::image_cnn().flattened_features(), 128 * 8 * 8);
+/// ```
+#[derive(Config, Debug, PartialEq)]
+pub struct CnnConfig {
+    /// Input channels (1 for grey digits, 3 for colour images).
+    #[config(default = 1)]
+    pub in_channels: usize,
+    /// Height and width of the (square) input.
+    #[config(default = 28)]
+    pub image_size: usize,
+    /// Output channels of the three 3x3 convolutions.
+    #[config(default = "[32, 64, 128]")]
+    pub conv_channels: [usize; 3],
+    /// Width of the hidden fully connected layer.
+    #[config(default = 512)]
+    pub hidden_size: usize,
+    /// Number of classes.
+    #[config(default = 10)]
+    pub num_classes: usize,
+    /// Dropout before the classifier (active only on an autodiff device).
+    #[config(default = 0.5)]
+    pub dropout: f64,
+}
+
+impl CnnConfig {
+    /// The chapter's image-classification case: 3x64x64 input, 8192-512-10 head.
+    pub fn image_cnn() -> Self {
+        Self::new().with_in_channels(3).with_image_size(64)
+    }
+
+    /// Spatial size after the three 2x2 max-pools (each floors, as PyTorch's does).
+    pub fn pooled_size(&self) -> usize {
+        self.image_size / 2 / 2 / 2
+    }
+
+    /// Features entering `fc1`: last conv channels x pooled height x pooled width.
+    pub fn flattened_features(&self) -> usize {
+        self.conv_channels[2] * self.pooled_size() * self.pooled_size()
+    }
+
+    /// Build the network with PyTorch's default initialisation.
+    pub fn init(&self, device: &Device) -> Result<Cnn> {
+        check_dropout(self.dropout)?;
+        check_positive("CNN in_channels", self.in_channels)?;
+        check_positive("CNN hidden_size", self.hidden_size)?;
+        check_positive("CNN num_classes", self.num_classes)?;
+        for &c in &self.conv_channels {
+            check_positive("CNN conv channels", c)?;
+        }
+        if self.pooled_size() == 0 {
+            return Err(Error::invalid(
+                "CNN image_size",
+                "at least 8 (three 2x2 max-pools)",
+                self.image_size,
+            ));
+        }
+        let conv = |c_in: usize, c_out: usize| {
+            Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        let [c1, c2, c3] = self.conv_channels;
+        Ok(Cnn {
+            conv1: conv(self.in_channels, c1),
+            conv2: conv(c1, c2),
+            conv3: conv(c2, c3),
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            fc1: LinearConfig::new(self.flattened_features(), self.hidden_size).init(device),
+            fc2: LinearConfig::new(self.hidden_size, self.num_classes).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        })
+    }
+}
+
+/// Three `conv 3x3 (padding 1) -> ReLU -> max-pool 2x2` stages, then
+/// `fc1 -> ReLU -> dropout -> fc2`.
+///
+/// Field names are the chapter's, so its PyTorch keys map one to one: `conv1.weight`
+/// `[32, 1, 3, 3]`, `conv1.bias`, `conv2.*`, `conv3.*`, `fc1.weight` `[512, 1152]`, `fc1.bias`,
+/// `fc2.weight` `[10, 512]`, `fc2.bias`. Convolution weights have PyTorch's layout; linear
+/// weights are stored transposed (`[in, out]`), which dl-io's loader handles. The chapter's
+/// image case is an `nn.Sequential` whose keys are `0.*`, `3.*`, `6.*` (convolutions), `10.*`
+/// and `13.*` (linear layers).
+///
+/// ```
+/// use burn::tensor::Tensor;
+/// let device = dl_core::BackendKind::Flex.device().unwrap();
+/// let cnn = dl_models::CnnConfig::new().init(&device).unwrap();
+/// assert_eq!(cnn.forward(Tensor::zeros([2, 1, 28, 28], &device)).dims(), [2, 10]);
+/// ```
+#[derive(Module, Debug)]
+pub struct Cnn {
+    /// First convolution.
+    pub conv1: Conv2d,
+    /// Second convolution.
+    pub conv2: Conv2d,
+    /// Third convolution.
+    pub conv3: Conv2d,
+    /// The 2x2 max-pool shared by the three stages.
+    pub pool: MaxPool2d,
+    /// Hidden fully connected layer.
+    pub fc1: Linear,
+    /// Classifier.
+    pub fc2: Linear,
+    /// Dropout between `fc1` and `fc2`.
+    pub dropout: Dropout,
+}
+
+/// The image-classification case of the chapter is the same network on 3x64x64 input.
+pub type ImageCnn = Cnn;
+
+impl Cnn {
+    /// Logits `[batch, num_classes]` for images `[batch, channels, height, width]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.pool.forward(relu(self.conv1.forward(images)));
+        let x = self.pool.forward(relu(self.conv2.forward(x)));
+        let x = self.pool.forward(relu(self.conv3.forward(x)));
+        let x: Tensor<2> = x.flatten(1, 3);
+        let x = self.dropout.forward(relu(self.fc1.forward(x)));
+        self.fc2.forward(x)
+    }
+}
+
+impl Classifier for Cnn {
+    type Input = Tensor<4>;
+
+    fn logits(&self, input: Tensor<4>) -> Tensor<2> {
+        self.forward(input)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.fc2.weight.dims()[1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dl_core::BackendKind;
+
+    #[test]
+    fn parameter_counts_match_pytorch() {
+        let device = BackendKind::Flex.device().expect("flex");
+        // torch: ConvolutionalNeuralNetwork() has 688_138 parameters:
+        // 320 + 18_496 + 73_856 (convs) + 590_336 (fc1) + 5_130 (fc2).
+        let cnn = CnnConfig::new().init(&device).expect("valid");
+        assert_eq!(cnn.parameter_count(), 688_138);
+        // The image case: 896 + 18_496 + 73_856 + 4_194_816 + 5_130.
+        let image = CnnConfig::image_cnn().init(&device).expect("valid");
+        assert_eq!(image.parameter_count(), 4_293_194);
+    }
+
+    #[test]
+    fn image_cnn_forward_shape() {
+        let device = BackendKind::Flex.device().expect("flex");
+        let image = CnnConfig::image_cnn().init(&device).expect("valid");
+        assert_eq!(
+            image.forward(Tensor::zeros([1, 3, 64, 64], &device)).dims(),
+            [1, 10]
+        );
+    }
+
+    #[test]
+    fn too_small_images_are_rejected() {
+        let device = BackendKind::Flex.device().expect("flex");
+        let err = CnnConfig::new()
+            .with_image_size(7)
+            .init(&device)
+            .unwrap_err();
+        assert!(err.to_string().contains("image_size"), "{err}");
+    }
+}

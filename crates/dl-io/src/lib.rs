@@ -1,3 +1,31 @@
-//! Import and export of model weights: PyTorch state dicts, safetensors, ONNX, checkpoints.
+//! Import and export of model weights: PyTorch state dicts in safetensors files, with
+//! PyTorch's names and layouts.
 //!
-//! Filled by the io work (issue 4).
+//! ```no_run
+//! use dl_io::load_pytorch_safetensors;
+//! let device = dl_core::BackendKind::Flex.device()?;
+//! let model = dl_models::CnnConfig::new().init(&device)?;
+//! // A file written by `safetensors.torch.save_file(model.state_dict(), "cnn.safetensors")`:
+//! let (model, report) = load_pytorch_safetensors(model, "cnn.safetensors")?;
+//! println!("{report}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Strict loading reports every missing, unexpected and mis-shaped key at once, by name and
+//! with both shapes, as PyTorch's `load_state_dict(strict=True)` does.
+
+mod error;
+mod load;
+mod pytorch;
+mod state_dict;
+
+pub use error::{Error, Result};
+pub use load::{
+    KeyLayout, KeyMapFn, LoadMode, LoadReport, ShapeMismatch, grads_with_layout, load_with_layouts,
+    state_dict_with_layout,
+};
+pub use pytorch::{
+    PytorchModel, layout_named, load_pytorch_safetensors, load_pytorch_state_dict, pytorch_grads,
+    to_pytorch_state_dict,
+};
+pub use state_dict::StateDict;

@@ -1,0 +1,418 @@
+//! Loading a PyTorch state dict into a Burn module, and reading a module back out in
+//! PyTorch's layout.
+//!
+//! The walk is generic: it follows the module's field names (`fc1.weight`,
+//! `transformer_blocks.0.norm1.gamma`), applies the renames and transposes that Burn's
+//! built-in layers need (Burn's `Linear` stores `[in, out]`, PyTorch `[out, in]`; Burn's
+//! `LayerNorm` calls its parameters `gamma`/`beta`, PyTorch `weight`/`bias`), and then a
+//! per-model [`KeyLayout`] turns the result into the checkpoint's key (for example
+//! `layers.1.weight` into the `nn.Sequential` key `3.weight`).
+
+use std::fmt;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Gradients, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::state_dict::StateDict;
+
+/// Maps a module path with PyTorch leaf names (`fc1.weight`) to a checkpoint key.
+pub type KeyMapFn = fn(&str) -> String;
+
+/// One way a model's parameters may be named in a PyTorch checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyLayout {
+    /// A short name for reports (`"named"`, `"sequential"`).
+    pub name: &'static str,
+    /// The mapping from module path to checkpoint key.
+    pub map: KeyMapFn,
+}
+
+impl KeyLayout {
+    /// Keys equal to the module's own field paths.
+    pub const IDENTITY: KeyLayout = KeyLayout {
+        name: "named",
+        map: identity,
+    };
+}
+
+fn identity(path: &str) -> String {
+    path.to_string()
+}
+
+/// Strict (all keys must match, as PyTorch's `load_state_dict(strict=True)`) or partial
+/// (load what matches and report the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadMode {
+    /// Any missing, unexpected or mis-shaped key is an error and the model is not changed.
+    #[default]
+    Strict,
+    /// Load every key that matches; the report lists the others.
+    Partial,
+}
+
+/// A tensor whose shape in the file differs from the model's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeMismatch {
+    /// Checkpoint key.
+    pub key: String,
+    /// Shape the model expects, in PyTorch's layout.
+    pub model: Vec<usize>,
+    /// Shape found in the file.
+    pub file: Vec<usize>,
+}
+
+/// What a load did and did not match, by checkpoint key, with shapes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoadReport {
+    /// Model type name.
+    pub model: String,
+    /// Where the tensors came from.
+    pub source: String,
+    /// The key layout used.
+    pub layout: String,
+    /// Keys that were loaded.
+    pub loaded: Vec<String>,
+    /// Keys the model needs but the file lacks, with the model's shape.
+    pub missing: Vec<(String, Vec<usize>)>,
+    /// Keys in the file that the model does not have, with the file's shape.
+    pub unexpected: Vec<(String, Vec<usize>)>,
+    /// Keys present in both with different shapes.
+    pub mismatched: Vec<ShapeMismatch>,
+    /// Remarks such as dtype conversions.
+    pub notes: Vec<String>,
+}
+
+impl LoadReport {
+    /// True when every key matched.
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+    }
+
+    fn problems(&self) -> usize {
+        self.missing.len() + self.unexpected.len() + self.mismatched.len()
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_clean() {
+            return write!(
+                f,
+                "loaded {} tensors into {} from {} ({} keys)",
+                self.loaded.len(),
+                self.model,
+                self.source,
+                self.layout
+            );
+        }
+        write!(
+            f,
+            "error(s) in loading state_dict for {} from {} ({} keys):",
+            self.model, self.source, self.layout
+        )?;
+        if !self.missing.is_empty() {
+            let keys: Vec<String> = self
+                .missing
+                .iter()
+                .map(|(k, s)| format!("\"{k}\" {s:?}"))
+                .collect();
+            write!(f, "\n  missing key(s): {}", keys.join(", "))?;
+        }
+        if !self.unexpected.is_empty() {
+            let keys: Vec<String> = self
+                .unexpected
+                .iter()
+                .map(|(k, s)| format!("\"{k}\" {s:?}"))
+                .collect();
+            write!(f, "\n  unexpected key(s): {}", keys.join(", "))?;
+        }
+        for m in &self.mismatched {
+            write!(
+                f,
+                "\n  size mismatch for {}: copying a param with shape {:?} from checkpoint, the shape in current model is {:?}",
+                m.key, m.file, m.model
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a parameter goes in a PyTorch checkpoint.
+#[derive(Debug, Clone)]
+struct Slot {
+    key: String,
+    /// The parameter's shape in PyTorch's layout.
+    shape: Vec<usize>,
+    /// Burn stores this tensor as the transpose of PyTorch's (a `Linear` weight).
+    transposed: bool,
+}
+
+/// Tracks the module path while Burn walks a module. Burn calls `enter_module(field,
+/// container)` for every field, parameters included, so when a parameter is reached the
+/// top of the stack is its own field name and the type of the struct that holds it.
+#[derive(Default)]
+struct PathStack {
+    stack: Vec<(String, String)>,
+}
+
+impl PathStack {
+    fn enter(&mut self, name: &str, container: &str) {
+        self.stack.push((name.to_string(), container.to_string()));
+    }
+
+    fn exit(&mut self) {
+        self.stack.pop();
+    }
+
+    /// The module path with Burn's leaf names changed to PyTorch's, and whether Burn's
+    /// layout is the transpose of PyTorch's.
+    fn pytorch_path(&self) -> (String, bool) {
+        let Some((leaf, container)) = self.stack.last() else {
+            return (String::new(), false);
+        };
+        let (leaf, transposed) = match (container.as_str(), leaf.as_str()) {
+            ("Struct:Linear", "weight") => ("weight", true),
+            ("Struct:LayerNorm" | "Struct:BatchNorm", "gamma") => ("weight", false),
+            ("Struct:LayerNorm" | "Struct:BatchNorm", "beta") => ("bias", false),
+            (_, other) => (other, false),
+        };
+        let mut parts: Vec<&str> = self.stack[..self.stack.len() - 1]
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        parts.push(leaf);
+        (parts.join("."), transposed)
+    }
+
+    fn slot(&self, layout: &KeyLayout, dims: &[usize]) -> Slot {
+        let (path, transposed) = self.pytorch_path();
+        let mut shape = dims.to_vec();
+        if transposed {
+            shape.reverse();
+        }
+        Slot {
+            key: (layout.map)(&path),
+            shape,
+            transposed,
+        }
+    }
+}
+
+struct SlotCollector<'a> {
+    layout: &'a KeyLayout,
+    path: PathStack,
+    slots: Vec<Slot>,
+}
+
+impl ModuleVisitor for SlotCollector<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let dims = param.val().dims();
+        self.slots.push(self.path.slot(self.layout, &dims));
+    }
+}
+
+fn slots<M: Module>(model: &M, layout: &KeyLayout) -> Vec<Slot> {
+    let mut collector = SlotCollector {
+        layout,
+        path: PathStack::default(),
+        slots: Vec::new(),
+    };
+    model.visit(&mut collector);
+    collector.slots
+}
+
+fn report_for(slots: &[Slot], state: &StateDict, model: &str, layout: &KeyLayout) -> LoadReport {
+    let mut report = LoadReport {
+        model: model.to_string(),
+        source: state.source().to_string(),
+        layout: layout.name.to_string(),
+        notes: state.notes().to_vec(),
+        ..LoadReport::default()
+    };
+    for slot in slots {
+        match state.get(&slot.key) {
+            None => report.missing.push((slot.key.clone(), slot.shape.clone())),
+            Some(data) if data.shape().to_vec() != slot.shape => {
+                report.mismatched.push(ShapeMismatch {
+                    key: slot.key.clone(),
+                    model: slot.shape.clone(),
+                    file: data.shape().to_vec(),
+                })
+            }
+            Some(_) => report.loaded.push(slot.key.clone()),
+        }
+    }
+    for key in state.keys() {
+        if !slots.iter().any(|s| s.key == key) {
+            let shape = state
+                .get(key)
+                .map(|d| d.shape().to_vec())
+                .unwrap_or_default();
+            report.unexpected.push((key.to_string(), shape));
+        }
+    }
+    report
+}
+
+struct Loader<'a> {
+    layout: &'a KeyLayout,
+    state: &'a StateDict,
+    path: PathStack,
+}
+
+impl ModuleMapper for Loader<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dims = param.val().dims();
+        let slot = self.path.slot(self.layout, &dims);
+        match self.state.get(&slot.key) {
+            Some(data) if data.shape().to_vec() == slot.shape => param.map(|current| {
+                let loaded = Tensor::<D>::from_data(data.clone(), &current.device());
+                let loaded = if slot.transposed {
+                    loaded.transpose()
+                } else {
+                    loaded
+                };
+                // A fresh tensor is not tracked: keep the parameter trainable as it was.
+                loaded.set_require_grad(current.is_require_grad())
+            }),
+            _ => param,
+        }
+    }
+}
+
+/// Load `state` into `model` with the first of `layouts` that fits best (fewest problems).
+///
+/// In [`LoadMode::Strict`] any missing, unexpected or mis-shaped key returns
+/// [`Error::Mismatch`] with the whole report, and the model is dropped unchanged; in
+/// [`LoadMode::Partial`] what matches is loaded and the report says what did not.
+pub fn load_with_layouts<M: Module>(
+    model: M,
+    state: &StateDict,
+    layouts: &[KeyLayout],
+    mode: LoadMode,
+) -> Result<(M, LoadReport)> {
+    let model_name = std::any::type_name::<M>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("model")
+        .to_string();
+    let fallback = [KeyLayout::IDENTITY];
+    let layouts = if layouts.is_empty() {
+        &fallback[..]
+    } else {
+        layouts
+    };
+    let mut best: Option<(usize, LoadReport)> = None;
+    for (i, layout) in layouts.iter().enumerate() {
+        let report = report_for(&slots(&model, layout), state, &model_name, layout);
+        if best
+            .as_ref()
+            .is_none_or(|(_, b)| report.problems() < b.problems())
+        {
+            best = Some((i, report));
+        }
+    }
+    let Some((index, report)) = best else {
+        return Err(Error::Mismatch(Box::default()));
+    };
+    if mode == LoadMode::Strict && !report.is_clean() {
+        return Err(Error::Mismatch(Box::new(report)));
+    }
+    let mut loader = Loader {
+        layout: &layouts[index],
+        state,
+        path: PathStack::default(),
+    };
+    let model = model.map(&mut loader);
+    Ok((model, report))
+}
+
+struct Exporter<'a, F> {
+    layout: &'a KeyLayout,
+    path: PathStack,
+    out: StateDict,
+    value: F,
+}
+
+/// Picks what to export from a parameter: its value, or its gradient.
+trait ParamValue {
+    fn get<const D: usize>(&self, param: &Param<Tensor<D>>) -> Option<Tensor<D>>;
+}
+
+struct Values;
+impl ParamValue for Values {
+    fn get<const D: usize>(&self, param: &Param<Tensor<D>>) -> Option<Tensor<D>> {
+        Some(param.val())
+    }
+}
+
+struct Grads<'g>(&'g Gradients);
+impl ParamValue for Grads<'_> {
+    fn get<const D: usize>(&self, param: &Param<Tensor<D>>) -> Option<Tensor<D>> {
+        param.val().grad(self.0)
+    }
+}
+
+impl<F: ParamValue> ModuleVisitor for Exporter<'_, F> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(tensor) = self.value.get(param) else {
+            return;
+        };
+        let slot = self.path.slot(self.layout, &tensor.dims());
+        let tensor = if slot.transposed {
+            tensor.transpose()
+        } else {
+            tensor
+        };
+        let data: TensorData = tensor.into_data().convert::<f32>();
+        self.out.insert(slot.key, data);
+    }
+}
+
+fn export<M: Module, F: ParamValue>(model: &M, layout: &KeyLayout, value: F) -> StateDict {
+    let mut exporter = Exporter {
+        layout,
+        path: PathStack::default(),
+        out: StateDict::new(std::any::type_name::<M>()),
+        value,
+    };
+    model.visit(&mut exporter);
+    exporter.out
+}
+
+/// The model's parameters as a PyTorch state dict (PyTorch's names and layouts, f32).
+pub fn state_dict_with_layout<M: Module>(model: &M, layout: &KeyLayout) -> StateDict {
+    export(model, layout, Values)
+}
+
+/// The gradients of the model's parameters, named and laid out as PyTorch's
+/// `{name: p.grad for name, p in model.named_parameters()}`. Parameters without a gradient
+/// are left out.
+pub fn grads_with_layout<M: Module>(model: &M, grads: &Gradients, layout: &KeyLayout) -> StateDict {
+    export(model, layout, Grads(grads))
+}

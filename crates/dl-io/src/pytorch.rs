@@ -1,0 +1,160 @@
+//! PyTorch checkpoint names for each dl-models network, and the entry points that use them.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Gradients;
+use dl_models::{Cnn, Mlp, ScratchMlp};
+
+use crate::error::Result;
+use crate::load::{
+    KeyLayout, LoadMode, LoadReport, grads_with_layout, load_with_layouts, state_dict_with_layout,
+};
+use crate::state_dict::StateDict;
+
+/// A module whose parameters have known names in PyTorch checkpoints.
+///
+/// The first layout is the one written on export; loading tries each and uses the one that
+/// fits the file best, so both the chapter's `nn.Sequential` and class versions of a network
+/// load into the same model.
+pub trait PytorchModel: Module {
+    /// The naming schemes this model's checkpoints come in, preferred first.
+    fn key_layouts() -> &'static [KeyLayout];
+}
+
+/// Load a PyTorch state dict into `model` (strict by default, as `load_state_dict`).
+///
+/// ```
+/// use dl_io::{LoadMode, load_pytorch_state_dict, to_pytorch_state_dict};
+/// let device = dl_core::BackendKind::Flex.device().unwrap();
+/// let source = dl_models::MlpConfig::new().with_hidden_sizes(vec![8]).init(&device)?;
+/// let state = to_pytorch_state_dict(&source);
+/// assert!(state.get("0.weight").is_some()); // the chapter's nn.Sequential names
+/// let target = dl_models::MlpConfig::new().with_hidden_sizes(vec![8]).init(&device)?;
+/// let (target, report) = load_pytorch_state_dict(target, &state, LoadMode::Strict)?;
+/// assert_eq!(report.loaded.len(), 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn load_pytorch_state_dict<M: PytorchModel>(
+    model: M,
+    state: &StateDict,
+    mode: LoadMode,
+) -> Result<(M, LoadReport)> {
+    load_with_layouts(model, state, M::key_layouts(), mode)
+}
+
+/// Strictly load a safetensors file written from a PyTorch `state_dict()`.
+pub fn load_pytorch_safetensors<M: PytorchModel>(
+    model: M,
+    path: impl AsRef<Path>,
+) -> Result<(M, LoadReport)> {
+    let state = StateDict::from_safetensors_file(path)?;
+    load_pytorch_state_dict(model, &state, LoadMode::Strict)
+}
+
+/// The model's parameters under PyTorch's names, in PyTorch's layouts.
+pub fn to_pytorch_state_dict<M: PytorchModel>(model: &M) -> StateDict {
+    state_dict_with_layout(model, &primary_layout::<M>())
+}
+
+/// The parameter gradients under PyTorch's names (as `p.grad` of `named_parameters()`).
+pub fn pytorch_grads<M: PytorchModel>(model: &M, grads: &Gradients) -> StateDict {
+    grads_with_layout(model, grads, &primary_layout::<M>())
+}
+
+/// The layout of `M` with the given name (as in [`LoadReport::layout`]), to export under the
+/// names a checkpoint was loaded with.
+///
+/// ```
+/// let layout = dl_io::layout_named::<dl_models::Cnn>("nn.Sequential").unwrap();
+/// assert_eq!((layout.map)("fc1.weight"), "10.weight");
+/// ```
+pub fn layout_named<M: PytorchModel>(name: &str) -> Option<KeyLayout> {
+    M::key_layouts().iter().find(|l| l.name == name).copied()
+}
+
+fn primary_layout<M: PytorchModel>() -> KeyLayout {
+    M::key_layouts()
+        .first()
+        .copied()
+        .unwrap_or(KeyLayout::IDENTITY)
+}
+
+/// Replace the first path segment using `map`, keeping the rest.
+fn rename_head(path: &str, map: impl Fn(&str) -> Option<String>) -> String {
+    let (head, rest) = path.split_once('.').unwrap_or((path, ""));
+    match map(head) {
+        Some(new) if rest.is_empty() => new,
+        Some(new) => format!("{new}.{rest}"),
+        None => path.to_string(),
+    }
+}
+
+/// `layers.{i}.x` -> `{3 i}.x`: Linear, ReLU, Dropout per hidden layer in `nn.Sequential`.
+fn mlp_sequential(path: &str) -> String {
+    match path.strip_prefix("layers.") {
+        Some(rest) => rename_head(rest, |i| {
+            i.parse::<usize>().ok().map(|i| (3 * i).to_string())
+        }),
+        None => path.to_string(),
+    }
+}
+
+/// The image-classification case's `nn.Sequential` indices.
+fn cnn_sequential(path: &str) -> String {
+    rename_head(path, |head| {
+        let index = match head {
+            "conv1" => 0,
+            "conv2" => 3,
+            "conv3" => 6,
+            "fc1" => 10,
+            "fc2" => 13,
+            _ => return None,
+        };
+        Some(index.to_string())
+    })
+}
+
+impl PytorchModel for Mlp {
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[
+            KeyLayout {
+                name: "nn.Sequential",
+                map: mlp_sequential,
+            },
+            KeyLayout::IDENTITY,
+        ]
+    }
+}
+
+impl PytorchModel for Cnn {
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[
+            KeyLayout::IDENTITY,
+            KeyLayout {
+                name: "nn.Sequential",
+                map: cnn_sequential,
+            },
+        ]
+    }
+}
+
+impl PytorchModel for ScratchMlp {
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[KeyLayout::IDENTITY]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_names() {
+        assert_eq!(mlp_sequential("layers.2.bias"), "6.bias");
+        assert_eq!(mlp_sequential("dropout.x"), "dropout.x");
+        assert_eq!(cnn_sequential("fc1.weight"), "10.weight");
+        assert_eq!(cnn_sequential("conv3.bias"), "6.bias");
+        assert_eq!(cnn_sequential("pool"), "pool");
+    }
+}

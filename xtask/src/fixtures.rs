@@ -25,10 +25,12 @@ pub fn run_all(only: Option<&str>) -> Result<()> {
     let python = ensure_venv()?;
     for script in scripts {
         eprintln!("running {}", script.display());
-        python::run(Command::new(&python)
-            .arg(&script)
-            .current_dir(&root)
-            .env("PYTHONHASHSEED", "0"))?;
+        python::run(
+            Command::new(&python)
+                .arg(&script)
+                .current_dir(&root)
+                .env("PYTHONHASHSEED", "0"),
+        )?;
     }
     Ok(())
 }

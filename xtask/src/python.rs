@@ -9,7 +9,12 @@ use anyhow::{Context, Result, bail};
 pub const TORCH_VERSION: &str = "2.9.0";
 
 /// The packages the fixture scripts import, pinned.
-const PACKAGES: &[&str] = &["torch==2.9.0", "safetensors==0.7.0", "numpy==2.4.6"];
+const PACKAGES: &[&str] = &[
+    "torch==2.9.0",
+    "safetensors==0.7.0",
+    "numpy==2.4.6",
+    "packaging==26.4",
+];
 
 /// The workspace root (the folder above `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -31,7 +36,7 @@ pub fn ensure_venv() -> Result<PathBuf> {
             .context("creating the virtual environment (is python3 with venv installed?)")?;
     }
     let check = format!(
-        "import torch, safetensors, numpy; assert torch.__version__.split('+')[0] == '{TORCH_VERSION}', torch.__version__"
+        "import torch, safetensors.torch, numpy; assert torch.__version__.split('+')[0] == '{TORCH_VERSION}', torch.__version__"
     );
     let ok = Command::new(&python)
         .arg("-c")
@@ -40,9 +45,18 @@ pub fn ensure_venv() -> Result<PathBuf> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("installing {} (a CUDA build of about 6.7 GB; it runs on CPU)", PACKAGES.join(" "));
+        eprintln!(
+            "installing {} (a CUDA build of about 6.7 GB; it runs on CPU)",
+            PACKAGES.join(" ")
+        );
         run(Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(PACKAGES))
         .context("installing PyTorch into .venv")?;
     }

@@ -3,6 +3,7 @@
 //! Reference: `fixtures/models.safetensors`, written by `fixtures/gen/models.py` with PyTorch
 //! 2.9.0. Every check runs on flex and ndarray through the same functions.
 
+use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dl_core::{BackendKind, Classifier, Fixture, Tolerance, compare, fixtures_dir};
@@ -11,6 +12,7 @@ use dl_io::{
     load_pytorch_state_dict, state_dict_with_layout, to_pytorch_state_dict,
 };
 use dl_models::{CnnConfig, MlpConfig, ScratchMlpConfig, ScratchOutput};
+use dl_optim::{AdamConfig, SgdConfig};
 use serde_json::Value;
 
 const BACKENDS: [BackendKind; 2] = [BackendKind::Flex, BackendKind::NdArray];
@@ -19,6 +21,9 @@ const LOGITS: Tolerance = Tolerance::new(1e-5, 1e-5);
 /// Gradients go through one more chain of f32 products than the logits, hence the issue's
 /// looser relative tolerance.
 const GRADS: Tolerance = Tolerance::new(1e-4, 1e-5);
+/// Weights after 10 optimizer steps: the steps are small next to the weights, so the
+/// gradients' differences barely show and the default tolerance holds.
+const TRAINED: Tolerance = Tolerance::new(1e-5, 1e-6);
 
 fn fixture() -> Fixture {
     Fixture::open(fixtures_dir().join("models.safetensors")).expect("models fixture")
@@ -117,6 +122,32 @@ where
         GRADS,
         &format!("{what} gradient"),
     );
+
+    // 10 Adam (lr 0.01) and 10 SGD (lr 0.05, momentum 0.9) steps on the same batch.
+    for (label, lr, optimizer) in [
+        ("adam10", 0.01, AdamConfig::new().init()),
+        ("sgd10", 0.05, SgdConfig::new().with_momentum(0.9).init()),
+    ] {
+        let mut optimizer = optimizer.expect("valid optimizer");
+        let (mut model, _) = load_pytorch_state_dict(build(&device, 0.0), &state, LoadMode::Strict)
+            .expect("same weights");
+        let x = fixture.tensor(&format!("{name}.input")).expect("input");
+        let targets = fixture.tensor(&format!("{name}.target")).expect("target");
+        for _ in 0..10 {
+            let targets = Tensor::<1, Int>::from_data(targets.clone(), &device);
+            let loss = cross_entropy(model.logits(input(x.clone(), &device)), targets);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(lr, model, grads);
+        }
+        let expected = state_with_prefix(&fixture, &format!("{name}.{label}."));
+        let trained = state_dict_with_layout(&model, &layout);
+        assert_state_close(
+            &trained,
+            &expected,
+            TRAINED,
+            &format!("{what} after {label}"),
+        );
+    }
 }
 
 fn mlp(backend: BackendKind) {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Gradients;
-use dl_models::{Cnn, Mlp, ScratchMlp};
+use dl_models::{Cnn, LstmClassifier, Mlp, ScratchMlp, TransformerClassifier};
 
 use crate::error::Result;
 use crate::load::{
@@ -115,6 +115,43 @@ fn cnn_sequential(path: &str) -> String {
     })
 }
 
+/// `lstm.layers.{k}.weight_ih` -> `lstm.weight_ih_l{k}`: `nn.LSTM` suffixes the layer index.
+/// (The classifier's LSTM is unidirectional, as the chapter's, so layer `k` is slot `k`.)
+fn lstm_classifier(path: &str) -> String {
+    let Some(rest) = path.strip_prefix("lstm.layers.") else {
+        return path.to_string();
+    };
+    match rest.split_once('.') {
+        Some((k, name)) if k.parse::<usize>().is_ok() => format!("lstm.{name}_l{k}"),
+        _ => path.to_string(),
+    }
+}
+
+/// The chapter's feed-forward `nn.Sequential(Linear, ReLU, Dropout, Linear)`: `linear1` is
+/// index 0 and `linear2` index 3.
+fn transformer_classifier(path: &str) -> String {
+    path.replace(".feed_forward.linear1.", ".feed_forward.0.")
+        .replace(".feed_forward.linear2.", ".feed_forward.3.")
+}
+
+impl PytorchModel for LstmClassifier {
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[KeyLayout {
+            name: "nn.LSTM",
+            map: lstm_classifier,
+        }]
+    }
+}
+
+impl PytorchModel for TransformerClassifier {
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[KeyLayout {
+            name: "chapter Transformer",
+            map: transformer_classifier,
+        }]
+    }
+}
+
 impl PytorchModel for Mlp {
     fn key_layouts() -> &'static [KeyLayout] {
         &[
@@ -156,5 +193,11 @@ mod tests {
         assert_eq!(cnn_sequential("fc1.weight"), "10.weight");
         assert_eq!(cnn_sequential("conv3.bias"), "6.bias");
         assert_eq!(cnn_sequential("pool"), "pool");
+        assert_eq!(lstm_classifier("lstm.layers.1.bias_hh"), "lstm.bias_hh_l1");
+        assert_eq!(lstm_classifier("fc.weight"), "fc.weight");
+        assert_eq!(
+            transformer_classifier("transformer_blocks.1.feed_forward.linear2.bias"),
+            "transformer_blocks.1.feed_forward.3.bias"
+        );
     }
 }

@@ -5,17 +5,25 @@
 //! | [`Mlp`] | training pipeline `nn.Sequential`, 784-512-256-10 | `[batch, 784]` |
 //! | [`Cnn`] | `ConvolutionalNeuralNetwork` | `[batch, 1, 28, 28]` |
 //! | [`ImageCnn`] | image-classification case | `[batch, 3, 64, 64]` |
+//! | [`LstmClassifier`] | `RecurrentNeuralNetwork` / `LongShortTermMemory` | `[batch, time, features]` |
+//! | [`TransformerClassifier`] | `Transformer` (post-norm blocks, sinusoidal positions, mean pooling) | token ids `[batch, seq]` or patches `[batch, seq, features]` |
 //! | [`ScratchMlp`] | `DeepNeuralNetwork` (hand-written backprop) | `[batch, features]` |
 //!
 //! Each has a serde configuration with the chapter's values as defaults and
 //! `init(&device)`; every model runs on any Burn device.
 
 mod cnn;
+mod lstm_classifier;
 mod mlp;
 mod scratch;
+mod transformer_classifier;
 
 pub use cnn::{Cnn, CnnConfig, ImageCnn};
+pub use lstm_classifier::{LstmClassifier, LstmClassifierConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use scratch::{
     ScratchActivation, ScratchGradients, ScratchMlp, ScratchMlpConfig, ScratchOutput,
+};
+pub use transformer_classifier::{
+    TransformerClassifier, TransformerClassifierConfig, TransformerInput,
 };

@@ -225,7 +225,10 @@ mod tests {
         let err = "metal".parse::<BackendKind>().unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("`metal`"), "{msg}");
-        assert!(msg.contains("flex, ndarray, tch, tch-cuda, wgpu, cuda"), "{msg}");
+        assert!(
+            msg.contains("flex, ndarray, tch, tch-cuda, wgpu, cuda"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -246,7 +249,10 @@ mod tests {
     #[test]
     fn compiled_backends_give_devices() {
         for kind in BackendKind::compiled() {
-            if matches!(kind, BackendKind::TchCuda | BackendKind::Cuda | BackendKind::Wgpu) {
+            if matches!(
+                kind,
+                BackendKind::TchCuda | BackendKind::Cuda | BackendKind::Wgpu
+            ) {
                 continue; // needs hardware this machine may not have
             }
             assert!(kind.device().is_ok());

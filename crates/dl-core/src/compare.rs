@@ -206,7 +206,11 @@ pub fn compare_slices(
                 report.max_rel_err = abs / e.abs();
             }
         }
-        let candidate = if excess.is_nan() { f64::INFINITY } else { excess };
+        let candidate = if excess.is_nan() {
+            f64::INFINITY
+        } else {
+            excess
+        };
         if worst.is_none_or(|(_, w)| candidate > w) {
             worst = Some((i, candidate));
         }
@@ -240,12 +244,7 @@ fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
 /// dl_core::assert_close(&a, &a, dl_core::Tolerance::EXACT, "identity");
 /// ```
 #[track_caller]
-pub fn assert_close(
-    actual: &TensorData,
-    expected: &TensorData,
-    tolerance: Tolerance,
-    what: &str,
-) {
+pub fn assert_close(actual: &TensorData, expected: &TensorData, tolerance: Tolerance, what: &str) {
     let report = compare(actual, expected, tolerance);
     assert!(report.passed(), "{what}: {report}");
 }

@@ -77,9 +77,10 @@ impl Fixture {
 
     /// The tensor stored under `name`.
     pub fn tensor(&self, name: &str) -> Result<TensorData> {
-        self.tensors.get(name).cloned().ok_or_else(|| {
-            fixture_error(&self.path, format!("no tensor named `{name}`"))
-        })
+        self.tensors
+            .get(name)
+            .cloned()
+            .ok_or_else(|| fixture_error(&self.path, format!("no tensor named `{name}`")))
     }
 
     /// Whether a tensor named `name` exists.
@@ -107,7 +108,10 @@ impl Fixture {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| fixture_error(&self.path, e))?;
         let serde_json::Value::Object(map) = value else {
-            return Err(fixture_error(&self.path, "`cases` metadata is not an object"));
+            return Err(fixture_error(
+                &self.path,
+                "`cases` metadata is not an object",
+            ));
         };
         let mut cases: Vec<_> = map.into_iter().collect();
         cases.sort_by(|a, b| a.0.cmp(&b.0));

@@ -22,7 +22,9 @@ mod seed;
 mod traits;
 
 pub use backend::BackendKind;
-pub use compare::{CompareReport, Tolerance, assert_close, compare, compare_slices, compare_tensors};
+pub use compare::{
+    CompareReport, Tolerance, assert_close, compare, compare_slices, compare_tensors,
+};
 pub use error::{Error, Result};
 pub use fixture::{Fixture, fixtures_dir};
 pub use seed::{SeededRng, seed_device};

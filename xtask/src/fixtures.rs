@@ -2,25 +2,32 @@
 
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::python::{self, ensure_venv, workspace_root};
+
+/// The generator scripts in `fixtures/gen/`, in the order they must run (`pt_files` reads
+/// what `models` wrote). Other scripts there are checkers that tests call with arguments.
+const GENERATORS: &[&str] = &["losses", "optim", "layers", "models", "pt_files"];
 
 pub fn run_all(only: Option<&str>) -> Result<()> {
     let root = workspace_root();
     let gen_dir = root.join("fixtures/gen");
-    let mut scripts: Vec<_> = std::fs::read_dir(&gen_dir)
-        .with_context(|| format!("reading {}", gen_dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "py"))
-        .filter(|p| p.file_stem().is_some_and(|s| s != "common"))
-        .collect();
-    scripts.sort();
-    if let Some(name) = only {
-        scripts.retain(|p| p.file_stem().is_some_and(|s| s == name));
-        if scripts.is_empty() {
-            bail!("no generator fixtures/gen/{name}.py");
+    let names: Vec<&str> = match only {
+        Some(name) if GENERATORS.contains(&name) => vec![name],
+        Some(name) => bail!(
+            "no generator `{name}`: expected one of {}",
+            GENERATORS.join(", ")
+        ),
+        None => GENERATORS.to_vec(),
+    };
+    let mut scripts = Vec::new();
+    for name in names {
+        let script = gen_dir.join(format!("{name}.py"));
+        if !script.exists() {
+            bail!("missing generator {}", script.display());
         }
+        scripts.push(script);
     }
     let python = ensure_venv()?;
     for script in scripts {

@@ -35,6 +35,69 @@ pub enum Error {
         /// The dtype found.
         dtype: String,
     },
+    /// The file is not a PyTorch checkpoint the reader understands, or one of its tensors
+    /// could not be read.
+    #[error("{path}: not a readable PyTorch checkpoint: {reason}")]
+    Pytorch {
+        /// The file.
+        path: String,
+        /// What the reader found wrong.
+        reason: String,
+    },
+    /// The file is neither a safetensors file nor a PyTorch checkpoint.
+    #[error("{path}: not a safetensors file or PyTorch checkpoint: {reason}")]
+    UnknownFormat {
+        /// The file.
+        path: String,
+        /// What the first bytes look like.
+        reason: String,
+    },
+    /// A key-remapping pattern is not a valid regular expression.
+    #[error("invalid key-remapping pattern `{pattern}`: {reason}")]
+    InvalidPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// The regex parser's message.
+        reason: String,
+    },
+    /// Key remapping gave two tensors the same name.
+    #[error("{path}: key remapping maps both `{first}` and `{second}` to `{key}`")]
+    KeyCollision {
+        /// Where the tensors came from.
+        path: String,
+        /// The name both keys were mapped to.
+        key: String,
+        /// The first original key (in sorted order).
+        first: String,
+        /// The second original key.
+        second: String,
+    },
+    /// Key remapping turned a key into the empty string.
+    #[error("{path}: key remapping maps `{key}` to an empty name")]
+    EmptyKey {
+        /// Where the tensors came from.
+        path: String,
+        /// The original key.
+        key: String,
+    },
+    /// A tensor holds NaN or infinite values (strict finiteness check).
+    #[error("{path}: tensor `{key}` holds {count} non-finite value(s) (NaN or ±Inf)")]
+    NonFinite {
+        /// Where the tensors came from.
+        path: String,
+        /// The tensor's key.
+        key: String,
+        /// How many of its values are NaN, +Inf or -Inf.
+        count: usize,
+    },
+    /// A checkpoint that is not one, or whose contents do not fit what was asked.
+    #[error("{path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The state dict does not fit the model (strict loading).
     #[error("{0}")]
     Mismatch(Box<LoadReport>),

@@ -14,18 +14,29 @@
 //! Strict loading reports every missing, unexpected and mis-shaped key at once, by name and
 //! with both shapes, as PyTorch's `load_state_dict(strict=True)` does.
 
+mod checkpoint;
+mod dtype;
 mod error;
+mod finite;
 mod load;
+mod pt;
 mod pytorch;
+mod remap;
 mod state_dict;
+mod write;
 
+pub use checkpoint::{
+    Checkpoint, CheckpointMeta, load_checkpoint, read_checkpoint_meta, save_checkpoint,
+};
 pub use error::{Error, Result};
+pub use finite::NonFiniteCount;
 pub use load::{
     KeyLayout, KeyMapFn, LoadMode, LoadReport, ShapeMismatch, grads_with_layout, load_with_layouts,
     state_dict_with_layout,
 };
+pub use pt::MAX_EXPANSION;
 pub use pytorch::{
-    PytorchModel, layout_named, load_pytorch_safetensors, load_pytorch_state_dict, pytorch_grads,
-    to_pytorch_state_dict,
+    PytorchModel, layout_named, load_pytorch_file, load_pytorch_safetensors,
+    load_pytorch_state_dict, pytorch_grads, to_pytorch_state_dict,
 };
 pub use state_dict::StateDict;

@@ -8,9 +8,10 @@
 //! per-model [`KeyLayout`] turns the result into the checkpoint's key (for example
 //! `layers.1.weight` into the `nn.Sequential` key `3.weight`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Gradients, Tensor, TensorData};
 
 use crate::error::{Error, Result};
@@ -152,17 +153,22 @@ struct Slot {
 /// container)` for every field, parameters included, so when a parameter is reached the
 /// top of the stack is its own field name and the type of the struct that holds it.
 #[derive(Default)]
-struct PathStack {
+pub(crate) struct PathStack {
     stack: Vec<(String, String)>,
 }
 
 impl PathStack {
-    fn enter(&mut self, name: &str, container: &str) {
+    pub(crate) fn enter(&mut self, name: &str, container: &str) {
         self.stack.push((name.to_string(), container.to_string()));
     }
 
-    fn exit(&mut self) {
+    pub(crate) fn exit(&mut self) {
         self.stack.pop();
+    }
+
+    /// The checkpoint key of the parameter at the top of the stack.
+    pub(crate) fn key(&self, layout: &KeyLayout) -> String {
+        (layout.map)(&self.pytorch_path().0)
     }
 
     /// The module path with Burn's leaf names changed to PyTorch's, and whether Burn's
@@ -267,6 +273,8 @@ struct Loader<'a> {
     layout: &'a KeyLayout,
     state: &'a StateDict,
     path: PathStack,
+    /// Parameter ids to restore, by checkpoint key (checkpoints only).
+    ids: Option<&'a BTreeMap<String, u64>>,
 }
 
 impl ModuleMapper for Loader<'_> {
@@ -281,20 +289,46 @@ impl ModuleMapper for Loader<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let dims = param.val().dims();
         let slot = self.path.slot(self.layout, &dims);
-        match self.state.get(&slot.key) {
-            Some(data) if data.shape().to_vec() == slot.shape => param.map(|current| {
-                let loaded = Tensor::<D>::from_data(data.clone(), &current.device());
-                let loaded = if slot.transposed {
-                    loaded.transpose()
-                } else {
-                    loaded
-                };
-                // A fresh tensor is not tracked: keep the parameter trainable as it was.
-                loaded.set_require_grad(current.is_require_grad())
-            }),
-            _ => param,
+        let Some(data) = self.state.get(&slot.key) else {
+            return param;
+        };
+        if data.shape().to_vec() != slot.shape {
+            return param;
+        }
+        let (id, current, mapper) = param.consume();
+        // Transpose on the host so the parameter is contiguous, as a freshly initialised one
+        // is: a strided view would send matmuls to other kernels, whose different summation
+        // order changes the last bits (and breaks bit-identical resuming).
+        let data = if slot.transposed {
+            transpose_2d(data)
+        } else {
+            data.clone()
+        };
+        let loaded = Tensor::<D>::from_data(data, &current.device());
+        // A fresh tensor is not tracked: keep the parameter trainable as it was.
+        let loaded = loaded.set_require_grad(current.is_require_grad());
+        let id = self
+            .ids
+            .and_then(|ids| ids.get(&slot.key))
+            .map_or(id, |&saved| ParamId::from(saved));
+        Param::from_mapped_value(id, loaded, mapper)
+    }
+}
+
+/// `[rows, cols]` f32 data as `[cols, rows]`, laid out contiguously.
+fn transpose_2d(data: &TensorData) -> TensorData {
+    let shape = data.shape().to_vec();
+    let (Ok(values), [rows, cols]) = (data.as_slice::<f32>(), shape.as_slice()) else {
+        return data.clone();
+    };
+    let (rows, cols) = (*rows, *cols);
+    let mut out = vec![0f32; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
         }
     }
+    TensorData::new(out, [cols, rows])
 }
 
 /// Load `state` into `model` with the first of `layouts` that fits best (fewest problems).
@@ -308,11 +342,7 @@ pub fn load_with_layouts<M: Module>(
     layouts: &[KeyLayout],
     mode: LoadMode,
 ) -> Result<(M, LoadReport)> {
-    let model_name = std::any::type_name::<M>()
-        .rsplit("::")
-        .next()
-        .unwrap_or("model")
-        .to_string();
+    let model_name = type_name_of::<M>();
     let fallback = [KeyLayout::IDENTITY];
     let layouts = if layouts.is_empty() {
         &fallback[..]
@@ -329,19 +359,58 @@ pub fn load_with_layouts<M: Module>(
             best = Some((i, report));
         }
     }
-    let Some((index, report)) = best else {
+    let Some((index, mut report)) = best else {
         return Err(Error::Mismatch(Box::default()));
     };
     if mode == LoadMode::Strict && !report.is_clean() {
         return Err(Error::Mismatch(Box::new(report)));
     }
+    // NaN or infinite weights: an error when strict, a warning in the report otherwise.
+    report
+        .notes
+        .extend(state.check_finite(mode == LoadMode::Strict)?);
     let mut loader = Loader {
         layout: &layouts[index],
         state,
         path: PathStack::default(),
+        ids: None,
     };
     let model = model.map(&mut loader);
     Ok((model, report))
+}
+
+/// Strict load with one layout that also gives every parameter the id it had when saved, so
+/// that optimizer state (kept by parameter id) attaches to the restored weights.
+pub(crate) fn load_with_ids<M: Module>(
+    model: M,
+    state: &StateDict,
+    layout: &KeyLayout,
+    ids: &BTreeMap<String, u64>,
+    mode: LoadMode,
+) -> Result<(M, LoadReport)> {
+    let model_name = type_name_of::<M>();
+    let mut report = report_for(&slots(&model, layout), state, &model_name, layout);
+    if mode == LoadMode::Strict && !report.is_clean() {
+        return Err(Error::Mismatch(Box::new(report)));
+    }
+    report
+        .notes
+        .extend(state.check_finite(mode == LoadMode::Strict)?);
+    let mut loader = Loader {
+        layout,
+        state,
+        path: PathStack::default(),
+        ids: Some(ids),
+    };
+    Ok((model.map(&mut loader), report))
+}
+
+fn type_name_of<M>() -> String {
+    std::any::type_name::<M>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("model")
+        .to_string()
 }
 
 struct Exporter<'a, F> {

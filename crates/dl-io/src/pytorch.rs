@@ -52,6 +52,19 @@ pub fn load_pytorch_safetensors<M: PytorchModel>(
     load_pytorch_state_dict(model, &state, LoadMode::Strict)
 }
 
+/// Strictly load a PyTorch checkpoint of either format: a `torch.save(model.state_dict())`
+/// file (`.pt`/`.pth`) or a safetensors file, told apart by content, not by extension.
+///
+/// NaN or infinite weights are an error (strict loading); load through
+/// [`load_pytorch_state_dict`] with [`LoadMode::Partial`] to get them as warnings.
+pub fn load_pytorch_file<M: PytorchModel>(
+    model: M,
+    path: impl AsRef<Path>,
+) -> Result<(M, LoadReport)> {
+    let state = StateDict::from_file(path)?;
+    load_pytorch_state_dict(model, &state, LoadMode::Strict)
+}
+
 /// The model's parameters under PyTorch's names, in PyTorch's layouts.
 pub fn to_pytorch_state_dict<M: PytorchModel>(model: &M) -> StateDict {
     state_dict_with_layout(model, &primary_layout::<M>())
@@ -73,7 +86,7 @@ pub fn layout_named<M: PytorchModel>(name: &str) -> Option<KeyLayout> {
     M::key_layouts().iter().find(|l| l.name == name).copied()
 }
 
-fn primary_layout<M: PytorchModel>() -> KeyLayout {
+pub(crate) fn primary_layout<M: PytorchModel>() -> KeyLayout {
     M::key_layouts()
         .first()
         .copied()

@@ -2,11 +2,13 @@
 //! safetensors files.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 
-use burn::tensor::{DType, TensorData};
+use burn::tensor::TensorData;
 use safetensors::{Dtype, SafeTensors};
 
+use crate::dtype::{ByteOrder, FloatDtype, float_tensor};
 use crate::error::{Error, Result};
 
 /// Named tensors in PyTorch's layout and names (`fc1.weight` is `[out, in]`).
@@ -19,9 +21,9 @@ use crate::error::{Error, Result};
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct StateDict {
-    source: String,
-    tensors: BTreeMap<String, TensorData>,
-    notes: Vec<String>,
+    pub(crate) source: String,
+    pub(crate) tensors: BTreeMap<String, TensorData>,
+    pub(crate) notes: Vec<String>,
 }
 
 impl StateDict {
@@ -94,6 +96,39 @@ impl StateDict {
         }
     }
 
+    /// Read a weight file, choosing the reader by the file's first bytes, not its extension:
+    /// a zip archive (`PK\x03\x04`) or an older `torch.save` format (pickle, tar) goes to
+    /// [`StateDict::from_pytorch_file`], an 8-byte header length followed by `{` to
+    /// [`StateDict::from_safetensors_file`]. Anything else is [`Error::UnknownFormat`].
+    ///
+    /// ```no_run
+    /// // The same call reads `model.safetensors`, `model.pt` and `model.pth`.
+    /// let state = dl_io::StateDict::from_file("model.pth")?;
+    /// println!("{} tensors from {}", state.len(), state.source());
+    /// # Ok::<(), dl_io::Error>(())
+    /// ```
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut head = Vec::with_capacity(FORMAT_PROBE_LEN);
+        std::fs::File::open(path)
+            .map_err(io)?
+            .take(FORMAT_PROBE_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(io)?;
+        match detect_format(&head) {
+            Ok(Format::Safetensors) => Self::from_safetensors_file(path),
+            Ok(Format::Pytorch) => Self::from_pytorch_file(path),
+            Err(reason) => Err(Error::UnknownFormat {
+                path: path.display().to_string(),
+                reason,
+            }),
+        }
+    }
+
     /// Read a safetensors file (as written by `safetensors.torch.save_file`).
     ///
     /// Floating-point tensors become f32; f16, bf16 and f64 are converted and the conversion
@@ -108,19 +143,33 @@ impl StateDict {
     }
 
     /// Parse safetensors bytes; `source` names them in error messages.
+    ///
+    /// The `safetensors` crate checks the header before anything is allocated from it: the
+    /// length field against its 100 MB limit and the buffer's size, the JSON, each tensor's
+    /// offsets (contiguous, in bounds, together covering the data exactly) and that
+    /// shape × dtype size equals the tensor's byte range, with overflow checks. Every failure
+    /// is [`Error::Safetensors`] naming `source`.
+    ///
+    /// ```
+    /// let err = dl_io::StateDict::from_safetensors_bytes(b"junk", "junk.safetensors").unwrap_err();
+    /// assert!(err.to_string().starts_with("junk.safetensors: not a valid safetensors file"));
+    /// ```
     pub fn from_safetensors_bytes(bytes: &[u8], source: impl Into<String>) -> Result<Self> {
         let source = source.into();
-        let file = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors {
+        let invalid = |reason: String| Error::Safetensors {
             path: source.clone(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let file = SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
+        let mut views = file.tensors();
+        views.sort_by(|a, b| a.0.cmp(&b.0));
         let mut state = StateDict::new(source.clone());
-        for (key, view) in file.tensors() {
+        for (key, view) in views {
             let dtype = match view.dtype() {
-                Dtype::F32 => DType::F32,
-                Dtype::F64 => DType::F64,
-                Dtype::F16 => DType::F16,
-                Dtype::BF16 => DType::BF16,
+                Dtype::F32 => FloatDtype::F32,
+                Dtype::F64 => FloatDtype::F64,
+                Dtype::F16 => FloatDtype::F16,
+                Dtype::BF16 => FloatDtype::BF16,
                 other => {
                     return Err(Error::UnsupportedDtype {
                         path: source,
@@ -129,15 +178,136 @@ impl StateDict {
                     });
                 }
             };
-            let mut data = TensorData::from_bytes_vec(view.data().to_vec(), view.shape(), dtype);
-            if dtype != DType::F32 {
-                state
-                    .notes
-                    .push(format!("`{key}` converted from {dtype:?} to F32"));
-                data = data.convert::<f32>();
-            }
+            let (data, note) =
+                float_tensor(&key, view.data(), view.shape(), dtype, ByteOrder::Little)
+                    .map_err(invalid)?;
+            state.notes.extend(note);
             state.tensors.insert(key, data);
         }
         Ok(state)
+    }
+}
+
+/// How many leading bytes [`detect_format`] looks at: enough for a tar header's `ustar` magic.
+const FORMAT_PROBE_LEN: usize = 262;
+
+/// The largest header the safetensors format allows, as in the `safetensors` crate.
+const SAFETENSORS_MAX_HEADER: u64 = 100_000_000;
+
+/// The readers [`StateDict::from_file`] chooses between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Safetensors,
+    Pytorch,
+}
+
+/// Which reader the first bytes of a file call for, or why none does.
+fn detect_format(head: &[u8]) -> std::result::Result<Format, String> {
+    if head.is_empty() {
+        return Err("the file is empty (0 bytes)".to_string());
+    }
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return Ok(Format::Pytorch);
+    }
+    // A pickle's PROTO opcode (0x80, protocol 2 to 5) can also be the low byte of a
+    // safetensors header length; a `{` after the length decides, unless the length is beyond
+    // what safetensors allows and the bytes read as a pickle.
+    let pickle = head.first() == Some(&0x80) && head.get(1).is_some_and(|p| (2..=5).contains(p));
+    if let (Some(len), Some(b'{')) = (head.first_chunk::<8>(), head.get(8))
+        && (u64::from_le_bytes(*len) <= SAFETENSORS_MAX_HEADER || !pickle)
+    {
+        return Ok(Format::Safetensors);
+    }
+    if pickle || head.get(257..262) == Some(b"ustar") {
+        return Ok(Format::Pytorch);
+    }
+    let shown: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Err(format!(
+        "it starts with bytes {} ({} bytes read); expected a safetensors header (an 8-byte \
+         little-endian length, then `{{`) or a PyTorch zip archive (`PK\\x03\\x04`)",
+        shown.join(" "),
+        head.len()
+    ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_is_told_by_content() {
+        let mut safetensors = 16u64.to_le_bytes().to_vec();
+        safetensors.extend_from_slice(b"{}              ");
+        assert_eq!(detect_format(&safetensors), Ok(Format::Safetensors));
+        // A header length whose low byte is a pickle PROTO opcode (0x280 = 640) is still
+        // safetensors when `{` follows.
+        let mut proto_like = 0x280u64.to_le_bytes().to_vec();
+        proto_like.push(b'{');
+        assert_eq!(detect_format(&proto_like), Ok(Format::Safetensors));
+        // An absurd length with `{` after it goes to safetensors, which reports it.
+        let mut huge = (1u64 << 60).to_le_bytes().to_vec();
+        huge.push(b'{');
+        assert_eq!(detect_format(&huge), Ok(Format::Safetensors));
+        assert_eq!(detect_format(b"PK\x03\x04rest"), Ok(Format::Pytorch));
+        // Legacy `torch.save`: pickle protocol 2, then the magic number as a LONG1.
+        assert_eq!(
+            detect_format(&[0x80, 0x02, 0x8a, 0x0a, 0x6c]),
+            Ok(Format::Pytorch)
+        );
+        let err = detect_format(b"hello world").unwrap_err();
+        assert!(err.contains("68 65 6c 6c 6f 20 77 6f"), "{err}");
+        assert!(detect_format(b"").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn safetensors_dtypes_become_f32_with_a_note() {
+        let values = [1.0f32, -2.5];
+        let f32_bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f64_bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|v| f64::from(*v).to_le_bytes())
+            .collect();
+        let bytes = safetensors::serialize(
+            [
+                (
+                    "a",
+                    safetensors::tensor::TensorView::new(Dtype::F32, vec![2], &f32_bytes).unwrap(),
+                ),
+                (
+                    "b",
+                    safetensors::tensor::TensorView::new(Dtype::F64, vec![1, 2], &f64_bytes)
+                        .unwrap(),
+                ),
+            ],
+            None,
+        )
+        .unwrap();
+        let state = StateDict::from_safetensors_bytes(&bytes, "mem").unwrap();
+        assert_eq!(state.get("a").unwrap().try_to_vec::<f32>().unwrap(), values);
+        assert_eq!(state.get("b").unwrap().try_to_vec::<f32>().unwrap(), values);
+        assert_eq!(state.get("b").unwrap().shape().to_vec(), [1, 2]);
+        assert_eq!(state.notes(), ["`b` converted from F64 to F32"]);
+    }
+
+    #[test]
+    fn integer_tensors_are_refused_by_name() {
+        let bytes = safetensors::serialize(
+            [(
+                "steps",
+                safetensors::tensor::TensorView::new(Dtype::I64, vec![1], &[0u8; 8]).unwrap(),
+            )],
+            None,
+        )
+        .unwrap();
+        let err = StateDict::from_safetensors_bytes(&bytes, "ckpt.safetensors").unwrap_err();
+        assert!(
+            matches!(&err, Error::UnsupportedDtype { key, .. } if key == "steps"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("ckpt.safetensors: tensor `steps` has dtype I64")
+        );
     }
 }

@@ -7,6 +7,10 @@ use dl_models::{
     CnnConfig, LstmClassifierConfig, MlpConfig, ScratchMlpConfig, TransformerClassifierConfig,
 };
 
+/// The backend's generator is process-wide and tests run on parallel threads: every test here
+/// that draws random numbers holds this lock, so a seed is followed by its own draws.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Every parameter's values, in visiting order.
 fn parameters<M: Module>(model: &M) -> Vec<Vec<f32>> {
     struct Collect(Vec<Vec<f32>>);
@@ -35,6 +39,7 @@ fn same_seed_same_weights<M: Module>(backend: BackendKind, build: impl Fn(&Devic
 
 #[test]
 fn every_model_is_reproducible_for_a_seed() {
+    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
     for backend in [BackendKind::Flex, BackendKind::NdArray] {
         same_seed_same_weights(backend, |d| {
             MlpConfig::new()
@@ -96,6 +101,7 @@ fn assert_uniform(values: &[f32], bound: f64, what: &str) {
 
 #[test]
 fn linear_conv_and_lstm_follow_pytorch_defaults() {
+    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = BackendKind::Flex.device().expect("flex");
     seed_device(&device, 3);
     let cnn = CnnConfig::new().init(&device).expect("cnn");

@@ -3,8 +3,10 @@
 //! Commands:
 //! - `fixtures [--only NAME]`: make the PyTorch reference data in `fixtures/` (creates the
 //!   git-ignored `.venv` with `torch==2.9.0` on first use).
+//! - `parity [--backend ...] [--model ...]`: every model on every backend against PyTorch.
 
 mod fixtures;
+mod parity;
 mod python;
 
 use anyhow::{Result, bail};
@@ -15,6 +17,7 @@ fn main() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match command.as_str() {
         "fixtures" => fixtures::run(&rest),
+        "parity" => parity::run(&rest),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -26,4 +29,6 @@ fn main() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: a script in fixtures/gen without .py)";
+  fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: losses, optim, layers, models, pt_files)
+  parity [--backend LIST] [--model LIST]
+                           compare every model on every backend with PyTorch; table in target/parity/";

@@ -8,7 +8,14 @@ use crate::python::{self, ensure_venv, workspace_root};
 
 /// The generator scripts in `fixtures/gen/`, in the order they must run (`pt_files` reads
 /// what `models` wrote). Other scripts there are checkers that tests call with arguments.
-const GENERATORS: &[&str] = &["losses", "optim", "layers", "models", "pt_files"];
+const GENERATORS: &[&str] = &[
+    "losses",
+    "optim",
+    "layers",
+    "models",
+    "onnx_models",
+    "pt_files",
+];
 
 pub fn run_all(only: Option<&str>) -> Result<()> {
     let root = workspace_root();

@@ -14,6 +14,8 @@ const PACKAGES: &[&str] = &[
     "safetensors==0.7.0",
     "numpy==2.4.6",
     "packaging==26.4",
+    // torch.onnx.export (the TorchScript exporter, fixtures/gen/onnx_codegen.py) needs it.
+    "onnx==1.23.2",
 ];
 
 /// The workspace root (the folder above `xtask/`).

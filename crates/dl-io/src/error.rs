@@ -98,6 +98,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An ONNX file that cannot be read, or a model that cannot be exported to ONNX.
+    #[error(transparent)]
+    Onnx(crate::onnx::OnnxError),
     /// The state dict does not fit the model (strict loading).
     #[error("{0}")]
     Mismatch(Box<LoadReport>),

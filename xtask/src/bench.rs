@@ -1,0 +1,298 @@
+//! `cargo xtask bench [--quick]`: time every model and layer on every compiled Rust backend
+//! and in PyTorch, on this machine in the same run; write `target/bench/results.json`, append
+//! the run to the history, and render the dashboard `target/bench/dashboard.html`.
+//!
+//! Options:
+//! - `--quick`: small batches and sequences, three repetitions (CI: keeps the benchmarks
+//!   compiling and running). Its history goes to `target/bench/history-quick.jsonl`, not the
+//!   committed `benches/history.jsonl`, and PyTorch runs only when `.venv` already has it.
+//! - `--backends LIST`: Rust backends (default: every compiled one but `tch-cuda`).
+//! - `--features LIST`: cargo features of dl-bench, e.g. `tch` or `wgpu` (default: flex, ndarray).
+//! - `--filter TEXT` (repeatable): only the cases whose id contains TEXT.
+//! - `--threads N`: intra-op threads on both sides (default: every logical CPU).
+//! - `--no-pytorch`: the Rust side only (no ratios).
+//! - `--update-docs`: also replace the table in docs/performance.md.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use dl_bench::schema::{Machine, RunResults, SCHEMA_VERSION, SideResults};
+use dl_bench::{dashboard, history, report};
+
+use crate::python::{ensure_venv, run as run_command, workspace_root};
+
+/// Marks around the generated table in docs/performance.md.
+const TABLE_START: &str = "<!-- bench-table:start -->";
+const TABLE_END: &str = "<!-- bench-table:end -->";
+
+#[derive(Default)]
+struct Options {
+    quick: bool,
+    backends: Option<String>,
+    features: Option<String>,
+    filters: Vec<String>,
+    threads: Option<usize>,
+    no_pytorch: bool,
+    update_docs: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut options = Options::default();
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .with_context(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--quick" => options.quick = true,
+            "--no-pytorch" => options.no_pytorch = true,
+            "--update-docs" => options.update_docs = true,
+            "--backends" => options.backends = Some(value()?),
+            "--features" => options.features = Some(value()?),
+            "--filter" => options.filters.push(value()?),
+            "--threads" => {
+                let n: usize = value()?.parse().context("--threads")?;
+                if n == 0 {
+                    bail!("--threads must be at least 1");
+                }
+                options.threads = Some(n);
+            }
+            other => bail!("unknown option {other} for `cargo xtask bench`"),
+        }
+    }
+    Ok(options)
+}
+
+/// Run the benchmarks on both sides and write the results, history and dashboard.
+pub fn run(args: &[String]) -> Result<()> {
+    let options = parse(args)?;
+    let root = workspace_root();
+    let out = root.join("target/bench");
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let threads = options.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let unix_time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let load_before = load_average();
+
+    let (plan, burn_json) = (out.join("plan.json"), out.join("burn.json"));
+    run_rust_side(&root, &options, threads, &plan, &burn_json)?;
+    let burn = read_side(&burn_json)?;
+    let pytorch = run_pytorch_side(&root, &options, &plan, &out.join("pytorch.json"))?;
+
+    let mut records = burn.records.clone();
+    if let Some(side) = &pytorch {
+        records.extend(side.records.iter().cloned());
+    }
+    let results = RunResults {
+        schema: SCHEMA_VERSION,
+        unix_time,
+        commit: git_commit(&root),
+        mode: burn.mode,
+        threads: burn.threads,
+        warmup: burn.warmup,
+        repetitions: burn.repetitions,
+        burn: burn.framework.clone(),
+        pytorch: pytorch.as_ref().map(|p| p.framework.clone()),
+        machine: Machine {
+            cpu: cpu_model(),
+            logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            os: os_name(),
+            load_before,
+            load_after: load_average(),
+        },
+        records,
+    };
+    let results_path = out.join("results.json");
+    fs::write(
+        &results_path,
+        serde_json::to_string_pretty(&results)? + "\n",
+    )
+    .with_context(|| format!("writing {}", results_path.display()))?;
+
+    let history_path = if options.quick {
+        out.join("history-quick.jsonl")
+    } else {
+        root.join("benches/history.jsonl")
+    };
+    history::append(&history_path, &results)
+        .with_context(|| format!("appending to {}", history_path.display()))?;
+    let (runs, skipped) = history::read(&history_path)
+        .with_context(|| format!("reading {}", history_path.display()))?;
+    if skipped > 0 {
+        eprintln!(
+            "warning: {skipped} lines of {} skipped (another schema or not JSON)",
+            history_path.display()
+        );
+    }
+    let html_path = out.join("dashboard.html");
+    fs::write(&html_path, dashboard::render_html(&results, &runs))
+        .with_context(|| format!("writing {}", html_path.display()))?;
+    let table = report::markdown_table(&results);
+    fs::write(out.join("table.md"), &table)?;
+    if options.update_docs {
+        update_docs(&root.join("docs/performance.md"), &table)?;
+    }
+    println!("{table}");
+    println!(
+        "results: {}\nhistory: {}\ndashboard: {}",
+        results_path.display(),
+        history_path.display(),
+        html_path.display()
+    );
+    Ok(())
+}
+
+/// Build and run the Rust runner in release mode, with the CPU backends' thread pools sized.
+fn run_rust_side(
+    root: &Path,
+    options: &Options,
+    threads: usize,
+    plan: &Path,
+    out: &Path,
+) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(root).args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "dl-bench",
+        "--bin",
+        "dl-bench",
+    ]);
+    if let Some(features) = &options.features {
+        command.args(["--features", features]);
+    }
+    command.arg("--");
+    if options.quick {
+        command.arg("--quick");
+    }
+    if let Some(backends) = &options.backends {
+        command.args(["--backends", backends]);
+    }
+    for filter in &options.filters {
+        command.args(["--filter", filter]);
+    }
+    command.arg("--plan").arg(plan).arg("--out").arg(out);
+    command.env("RAYON_NUM_THREADS", threads.to_string());
+    run_command(&mut command).context("running the Rust benchmarks")
+}
+
+/// Run benches/pytorch/bench.py on the plan, unless told not to or (quick mode) PyTorch is
+/// not installed yet.
+fn run_pytorch_side(
+    root: &Path,
+    options: &Options,
+    plan: &Path,
+    out: &Path,
+) -> Result<Option<SideResults>> {
+    if options.no_pytorch {
+        return Ok(None);
+    }
+    let python = if options.quick {
+        let python = root.join(".venv/bin/python");
+        let has_torch = Command::new(&python)
+            .args(["-c", "import torch"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_torch {
+            eprintln!("note: no PyTorch in .venv, quick run without it (the full run installs it)");
+            return Ok(None);
+        }
+        python
+    } else {
+        ensure_venv()?
+    };
+    run_command(
+        Command::new(python)
+            .current_dir(root)
+            .arg(root.join("benches/pytorch/bench.py"))
+            .arg("--plan")
+            .arg(plan)
+            .arg("--out")
+            .arg(out),
+    )
+    .context("running the PyTorch benchmarks")?;
+    read_side(out).map(Some)
+}
+
+fn read_side(path: &Path) -> Result<SideResults> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let side: SideResults =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if side.schema != SCHEMA_VERSION {
+        bail!(
+            "{} has schema {}, expected {SCHEMA_VERSION}",
+            path.display(),
+            side.schema
+        );
+    }
+    Ok(side)
+}
+
+/// Replace the text between the table marks of docs/performance.md.
+fn update_docs(path: &PathBuf, table: &str) -> Result<()> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (Some(start), Some(end)) = (text.find(TABLE_START), text.find(TABLE_END)) else {
+        bail!(
+            "{} has no {TABLE_START} ... {TABLE_END} marks",
+            path.display()
+        );
+    };
+    let updated = format!("{}{TABLE_START}\n{table}{}", &text[..start], &text[end..]);
+    fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
+}
+
+fn load_average() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn os_name() -> String {
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{} {}", std::env::consts::OS, kernel.trim())
+        .trim()
+        .to_string()
+}
+
+fn git_commit(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".into();
+    };
+    match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(changes) if !changes.is_empty() => format!("{commit}-dirty"),
+        _ => commit,
+    }
+}

@@ -1,0 +1,221 @@
+//! The command line, as clap derive structures.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ModelKind, OptimizerKind};
+use crate::data::Split;
+
+/// Train, evaluate and inspect the chapter's networks on MNIST digits.
+#[derive(Debug, Parser)]
+#[command(name = "dl", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model; writes metrics, plots, checkpoints and the resolved config to --out.
+    Train(TrainArgs),
+    /// Accuracy, loss and confusion matrix of a checkpoint on a data split.
+    Eval(EvalArgs),
+    /// Class and probabilities of given digits (by index in a split, or 28x28 PNG files).
+    Predict(PredictArgs),
+    /// Heat maps of a trained Transformer's attention weights, every layer and head, as PNG.
+    Attention(AttentionArgs),
+    /// Convert weights between dl checkpoints, safetensors, .pt and ONNX.
+    Convert(ConvertArgs),
+    /// A checkpoint's configuration, progress and parameter counts per layer.
+    Info(InfoArgs),
+    /// Train the MLP, CNN, LSTM and Transformer on the committed digits; summary table + plots.
+    Demo(DemoArgs),
+}
+
+/// Options of `dl train`; each (but --config, --resume, --overwrite, --quiet, --log-json) may
+/// also be given in the --config file, and the command line wins.
+#[derive(Debug, Args, Default)]
+pub struct TrainArgs {
+    /// The model: mlp, cnn, image-cnn, lstm, transformer or scratch.
+    pub model: Option<ModelKind>,
+    /// Backend: flex (default), ndarray, tch, tch-cuda, wgpu or cuda.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Total number of epochs (a resumed run continues up to this number).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate (default depends on optimizer and model).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimizer.
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Learning-rate schedule: fixed, cosine, step (halve each epoch), or a JSON schedule such
+    /// as '{"type":"step","step_size":100,"gamma":0.5}'.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
+    /// Seed of the weights, the data order and dropout.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// A TOML file with any of the options above (keys as the long names, `_` for `-`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output folder (default runs/MODEL).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Data folder holding train.bin and test.bin (default: the committed fixtures/mnist;
+    /// `cargo xtask data` writes the full set to target/mnist).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use at most this many digits of each split (for quick checks).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace an existing run in --out.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print one JSON object per epoch and event on stdout instead of a progress bar.
+    #[arg(long, conflicts_with = "quiet")]
+    pub log_json: bool,
+}
+
+/// Where the digits to evaluate come from.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Data folder holding train.bin and test.bin (default: the committed fixtures/mnist).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Which split.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: Split,
+    /// Backend to run on.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    /// Refuse a checkpoint of another model.
+    #[arg(long)]
+    pub model: Option<ModelKind>,
+}
+
+/// Options of `dl eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A checkpoint written by `dl train` (for example runs/mlp/best.safetensors).
+    pub checkpoint: PathBuf,
+    /// Data, split, backend.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Use at most this many digits.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `dl predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A checkpoint written by `dl train`.
+    pub checkpoint: PathBuf,
+    /// 28x28 PNG images (grey or colour, 8 bits; white ink on black as in MNIST).
+    pub images: Vec<PathBuf>,
+    /// Indices of digits in the split (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub index: Vec<usize>,
+    /// Data, split, backend.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `dl attention`.
+#[derive(Debug, Args)]
+pub struct AttentionArgs {
+    /// A Transformer checkpoint written by `dl train transformer`.
+    pub checkpoint: PathBuf,
+    /// Index of the digit in the split.
+    #[arg(long, default_value_t = 0)]
+    pub index: usize,
+    /// Data, split, backend.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The PNG to write.
+    #[arg(long, default_value = "attention.png")]
+    pub out: PathBuf,
+}
+
+/// Options of `dl convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// A dl checkpoint, or a PyTorch state dict (.pt/.pth/.safetensors) or ONNX file.
+    pub input: PathBuf,
+    /// The file to write: .safetensors (PyTorch state dict), .onnx, or .ckpt.safetensors
+    /// (a dl checkpoint, for `dl eval`/`predict`/`info`).
+    pub output: PathBuf,
+    /// The model of a plain state dict or ONNX file (its default `dl train` configuration),
+    /// or the model a dl checkpoint must hold.
+    #[arg(long)]
+    pub model: Option<ModelKind>,
+    /// Write a dl checkpoint even when the output name does not end in .ckpt.safetensors.
+    #[arg(long)]
+    pub checkpoint: bool,
+}
+
+/// Options of `dl info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// A checkpoint written by `dl train`.
+    pub checkpoint: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `dl demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Data folder (default: the committed fixtures/mnist; target/mnist after `cargo xtask data`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder; its runs are replaced.
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Epochs of every model (default: each model's demo setting).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Use at most this many digits of each split.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Which models (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mlp,cnn,lstm,transformer"
+    )]
+    pub models: Vec<ModelKind>,
+    /// Backend.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    /// Print only the summary table.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,89 @@
+//! `dl train`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::TrainArgs;
+use crate::config::{self, RunConfig};
+use crate::output::Existing;
+use crate::progress::{LogMode, Reporter};
+use crate::train::{TrainOutcome, train};
+
+/// Run `dl train`; returns how the run ended.
+pub fn run(args: &TrainArgs, stop: &Arc<AtomicBool>) -> Result<TrainOutcome> {
+    let config = if args.resume {
+        resumed_config(args)?
+    } else {
+        config::resolve(args)?
+    };
+    let existing = match (args.resume, args.overwrite) {
+        (true, _) => Existing::Resume,
+        (false, true) => Existing::Overwrite,
+        (false, false) => Existing::Refuse,
+    };
+    let mode = if args.quiet {
+        LogMode::Quiet
+    } else if args.log_json {
+        LogMode::Json
+    } else {
+        LogMode::Text
+    };
+    let mut reporter = Reporter::new(mode, config.model.name());
+    let outcome = train(&config, existing, &mut reporter, stop)?;
+    if !outcome.interrupted {
+        reporter.event(
+            "done",
+            &format!(
+                "{}: best test accuracy {:.2}% after {} epochs, {:.1}s; outputs in {}",
+                config.model.name(),
+                outcome.best_accuracy() * 100.0,
+                outcome.history.len(),
+                outcome.seconds,
+                outcome.folder.dir.display()
+            ),
+            serde_json::json!({"best_test_accuracy": outcome.best_accuracy(), "seconds": outcome.seconds}),
+        );
+    }
+    Ok(outcome)
+}
+
+/// A resumed run keeps the configuration it started with; only `--epochs` (a new total) and
+/// `--backend` may change.
+fn resumed_config(args: &TrainArgs) -> Result<RunConfig> {
+    let resolved = config::resolve(args)?;
+    let last = resolved.out.join("last.safetensors");
+    let meta = dl_io::read_checkpoint_meta(&last).with_context(|| {
+        format!(
+            "--resume: cannot read the run's checkpoint {}",
+            last.display()
+        )
+    })?;
+    let mut saved: RunConfig =
+        serde_json::from_value(meta.training_config.clone()).with_context(|| {
+            format!(
+                "--resume: {} holds no dl training configuration",
+                last.display()
+            )
+        })?;
+    if let Some(model) = args.model
+        && model.name() != meta.model
+    {
+        bail!(
+            "--resume: the run in {} trains `{}`, not `{}`",
+            resolved.out.display(),
+            meta.model,
+            model.name()
+        );
+    }
+    if let Some(epochs) = args.epochs {
+        saved.epochs = epochs;
+    }
+    if let Some(backend) = &args.backend {
+        saved.backend = backend.clone();
+    }
+    saved.out = resolved.out;
+    config::check(&saved)?;
+    Ok(saved)
+}

@@ -1,0 +1,361 @@
+//! The six trainable networks behind one type: building them from a configuration, turning a
+//! batch of normalised digits into each one's input, stepping, saving and loading.
+//!
+//! Inputs (each from the same normalised 28x28 digit):
+//! - `mlp`, `scratch`: the 784 values in a row.
+//! - `cnn`: one 28x28 channel.
+//! - `image-cnn`: 3x64x64, the digit upscaled by nearest neighbour (pixel `(y, x)` of the
+//!   output is pixel `(y * 28 / 64, x * 28 / 64)` of the digit) and repeated in the three
+//!   colour channels.
+//! - `lstm`: 28 time steps (rows) of 28 features (the row's pixels).
+//! - `transformer`: 16 tokens, one per 7x7 patch in row-major patch order, each the patch's 49
+//!   values in row-major order, read through the linear patch embedding.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use dl_io::{CheckpointMeta, LoadMode, OnnxExportOptions, StateDict};
+use dl_models::{
+    Cnn, CnnConfig, LstmClassifier, LstmClassifierConfig, Mlp, MlpConfig, ScratchMlp,
+    ScratchMlpConfig, ScratchOutput, TransformerClassifier, TransformerClassifierConfig,
+    TransformerInput,
+};
+use dl_optim::GradClip;
+
+use crate::config::ModelKind;
+
+/// Side of a digit.
+pub const SIDE: usize = 28;
+/// Side of the image-cnn input.
+pub const IMAGE_CNN_SIDE: usize = 64;
+/// Side of a transformer patch.
+pub const PATCH: usize = 7;
+
+/// The network itself. Boxing the larger variants would buy nothing: one model lives per
+/// process.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Net {
+    /// `mlp`.
+    Mlp(Mlp),
+    /// `cnn` and `image-cnn`.
+    Cnn(Cnn),
+    /// `lstm`.
+    Lstm(LstmClassifier),
+    /// `transformer`.
+    Transformer(TransformerClassifier),
+    /// `scratch`.
+    Scratch(ScratchMlp),
+}
+
+/// Runs `$body` with `$m` bound to the network, whatever its type.
+macro_rules! with_net {
+    ($net:expr, $m:ident => $body:expr) => {
+        match $net {
+            Net::Mlp($m) => $body,
+            Net::Cnn($m) => $body,
+            Net::Lstm($m) => $body,
+            Net::Transformer($m) => $body,
+            Net::Scratch($m) => $body,
+        }
+    };
+}
+
+/// Runs `$body` (a network of the same type) and wraps it back in its variant.
+macro_rules! map_net {
+    ($net:expr, $m:ident => $body:expr) => {
+        match $net {
+            Net::Mlp($m) => Net::Mlp($body),
+            Net::Cnn($m) => Net::Cnn($body),
+            Net::Lstm($m) => Net::Lstm($body),
+            Net::Transformer($m) => Net::Transformer($body),
+            Net::Scratch($m) => Net::Scratch($body),
+        }
+    };
+}
+
+/// A network with the name of the model it is and its configuration.
+#[derive(Debug, Clone)]
+pub struct DigitModel {
+    /// Which model.
+    pub kind: ModelKind,
+    /// Its configuration (the dl-models `XConfig` as JSON), as checkpoints record it.
+    pub config: serde_json::Value,
+    /// The network.
+    pub net: Net,
+}
+
+/// The configuration `dl train` uses for `kind`, as JSON.
+pub fn default_config(kind: ModelKind) -> serde_json::Value {
+    let value = match kind {
+        ModelKind::Mlp => serde_json::to_value(MlpConfig::new()),
+        ModelKind::Cnn => serde_json::to_value(CnnConfig::new()),
+        ModelKind::ImageCnn => serde_json::to_value(CnnConfig::image_cnn()),
+        ModelKind::Lstm => serde_json::to_value(
+            LstmClassifierConfig::new()
+                .with_input_size(SIDE)
+                .with_num_classes(10),
+        ),
+        ModelKind::Transformer => serde_json::to_value(
+            TransformerClassifierConfig::new()
+                .with_patch_size(Some(PATCH * PATCH))
+                .with_max_seq_length((SIDE / PATCH) * (SIDE / PATCH)),
+        ),
+        // Softmax + categorical cross-entropy for ten classes; He initialisation
+        // (`init_scale` 0) because the chapter's 0.01 makes a 3-layer ReLU net start very slowly.
+        ModelKind::Scratch => serde_json::to_value(
+            ScratchMlpConfig::new(vec![SIDE * SIDE, 128, 10])
+                .with_output(ScratchOutput::Softmax)
+                .with_init_scale(0.0),
+        ),
+    };
+    value.unwrap_or(serde_json::Value::Null)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(kind: ModelKind, config: &serde_json::Value) -> Result<T> {
+    serde_json::from_value(config.clone())
+        .with_context(|| format!("the `{}` model configuration is not valid", kind.name()))
+}
+
+impl DigitModel {
+    /// Build `kind` from its configuration on `device` (seed the device first).
+    pub fn build(kind: ModelKind, config: serde_json::Value, device: &Device) -> Result<Self> {
+        let net = match kind {
+            ModelKind::Mlp => Net::Mlp(parse::<MlpConfig>(kind, &config)?.init(device)?),
+            ModelKind::Cnn | ModelKind::ImageCnn => {
+                Net::Cnn(parse::<CnnConfig>(kind, &config)?.init(device)?)
+            }
+            ModelKind::Lstm => {
+                Net::Lstm(parse::<LstmClassifierConfig>(kind, &config)?.init(device)?)
+            }
+            ModelKind::Transformer => {
+                Net::Transformer(parse::<TransformerClassifierConfig>(kind, &config)?.init(device)?)
+            }
+            ModelKind::Scratch => {
+                Net::Scratch(parse::<ScratchMlpConfig>(kind, &config)?.init(device)?)
+            }
+        };
+        Ok(Self { kind, config, net })
+    }
+
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        with_net!(&self.net, m => m.num_params())
+    }
+
+    /// The same network for inference (dropout off, no autodiff).
+    pub fn valid(&self) -> Self {
+        Self {
+            kind: self.kind,
+            config: self.config.clone(),
+            net: map_net!(&self.net, m => m.valid()),
+        }
+    }
+
+    /// Logits `[n, 10]` of `n` normalised digits (`images` holds `n * 784` values).
+    pub fn logits(&self, images: &[f32], n: usize, device: &Device) -> Result<Tensor<2>> {
+        let flat = || tensor2(images, n, device);
+        let logits = match &self.net {
+            Net::Mlp(m) => m.forward(flat()),
+            Net::Scratch(m) => m.logits(flat()),
+            Net::Cnn(m) if self.kind == ModelKind::ImageCnn => {
+                m.forward(image_cnn_input(images, n, device))
+            }
+            Net::Cnn(m) => m.forward(flat().reshape([n, 1, SIDE, SIDE])),
+            Net::Lstm(m) => m.try_forward(flat().reshape([n, SIDE, SIDE]))?,
+            Net::Transformer(m) => m.forward(TransformerInput::Patches(patches(flat())))?,
+        };
+        Ok(logits)
+    }
+
+    /// Logits and every layer's attention weights `[n, heads, 16, 16]` (Transformer only).
+    pub fn attention(
+        &self,
+        images: &[f32],
+        n: usize,
+        device: &Device,
+    ) -> Result<(Tensor<2>, Vec<Tensor<4>>)> {
+        match &self.net {
+            Net::Transformer(m) => Ok(m.forward_with_attention(TransformerInput::Patches(
+                patches(tensor2(images, n, device)),
+            ))?),
+            _ => bail!(
+                "attention maps need a transformer checkpoint, this one holds `{}`",
+                self.kind.name()
+            ),
+        }
+    }
+
+    /// One optimizer step from `loss` (an autodiff network): gradients, optional clipping,
+    /// update.
+    pub fn step(
+        self,
+        loss: Tensor<1>,
+        optimizer: &mut ModuleOptimizer,
+        lr: f64,
+        clip: Option<GradClip>,
+    ) -> Result<Self> {
+        let grads = loss.backward();
+        let net = match self.net {
+            Net::Scratch(_) => bail!("the scratch network trains with its own backward pass"),
+            net => map_net!(net, m => {
+                let mut params = GradientsParams::from_grads(grads, &m);
+                if let Some(clip) = clip {
+                    params = clip.apply(&m, params)?.0;
+                }
+                optimizer.step(lr, m, params)
+            }),
+        };
+        Ok(Self { net, ..self })
+    }
+
+    /// Write a checkpoint (atomically).
+    pub fn save(
+        &self,
+        path: &Path,
+        optimizer: Option<&ModuleOptimizer>,
+        meta: &CheckpointMeta,
+    ) -> Result<()> {
+        with_net!(&self.net, m => dl_io::save_checkpoint(path, m, optimizer, meta))
+            .with_context(|| format!("writing checkpoint {}", path.display()))
+    }
+
+    /// Read a checkpoint written by `dl train`: rebuild its model on `device` and load the
+    /// weights (and the optimizer state into `optimizer`, when given).
+    pub fn load(
+        path: &Path,
+        device: &Device,
+        optimizer: Option<ModuleOptimizer>,
+    ) -> Result<(Self, Option<ModuleOptimizer>, CheckpointMeta)> {
+        let meta = dl_io::read_checkpoint_meta(path)
+            .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        let kind = ModelKind::from_name(&meta.model)
+            .with_context(|| format!("checkpoint {}", path.display()))?;
+        let fresh = Self::build(kind, meta.model_config.clone(), device)?;
+        let context = || format!("cannot load checkpoint {}", path.display());
+        let optimizer_out;
+        let net = map_net!(fresh.net, m => {
+            let loaded = dl_io::load_checkpoint(path, m, optimizer).with_context(context)?;
+            optimizer_out = loaded.optimizer;
+            loaded.model
+        });
+        Ok((
+            Self {
+                kind,
+                config: meta.model_config.clone(),
+                net,
+            },
+            optimizer_out,
+            meta,
+        ))
+    }
+
+    /// Load a PyTorch state dict (`.pt`, `.pth`, `.safetensors`, strictly) or an ONNX file's
+    /// initializers into this network.
+    pub fn load_weights(self, path: &Path) -> Result<Self> {
+        let context = || format!("cannot load weights from {}", path.display());
+        let is_onnx = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+        let net = if is_onnx {
+            let state = StateDict::from_onnx_file(path).with_context(context)?;
+            map_net!(self.net, m => dl_io::load_pytorch_state_dict(m, &state, LoadMode::Strict).with_context(context)?.0)
+        } else {
+            map_net!(self.net, m => dl_io::load_pytorch_file(m, path).with_context(context)?.0)
+        };
+        Ok(Self { net, ..self })
+    }
+
+    /// Export as a PyTorch state dict in safetensors.
+    pub fn export_safetensors(&self, path: &Path) -> Result<()> {
+        with_net!(&self.net, m => dl_io::to_pytorch_state_dict(m).write_safetensors(path))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Export as ONNX.
+    pub fn export_onnx(&self, path: &Path) -> Result<()> {
+        with_net!(&self.net, m => dl_io::export_onnx(m, path, &OnnxExportOptions::new()))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The scratch network, for its own training loop.
+    pub fn as_scratch_mut(&mut self) -> Option<&mut ScratchMlp> {
+        match &mut self.net {
+            Net::Scratch(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// `[n, 784]` from row-major values.
+fn tensor2(images: &[f32], n: usize, device: &Device) -> Tensor<2> {
+    Tensor::<2>::from_data(TensorData::new(images.to_vec(), [n, SIDE * SIDE]), device)
+}
+
+/// Labels as an integer tensor.
+pub fn label_tensor(labels: &[i64], device: &Device) -> Tensor<1, Int> {
+    Tensor::<1, Int>::from_ints(labels, device)
+}
+
+/// `[n, 784]` digits to `[n, 16, 49]`: 7x7 patches in row-major order.
+fn patches(flat: Tensor<2>) -> Tensor<3> {
+    let n = flat.dims()[0];
+    let per_side = SIDE / PATCH;
+    flat.reshape([n, per_side, PATCH, per_side, PATCH])
+        .swap_dims(2, 3)
+        .reshape([n, per_side * per_side, PATCH * PATCH])
+}
+
+/// `[n, 3, 64, 64]`: each digit upscaled by nearest neighbour and repeated in three channels.
+fn image_cnn_input(images: &[f32], n: usize, device: &Device) -> Tensor<4> {
+    let side = IMAGE_CNN_SIDE;
+    let mut out = Vec::with_capacity(n * 3 * side * side);
+    for image in images.chunks(SIDE * SIDE).take(n) {
+        let mut plane = Vec::with_capacity(side * side);
+        for y in 0..side {
+            let row = &image[(y * SIDE / side) * SIDE..][..SIDE];
+            plane.extend((0..side).map(|x| row[x * SIDE / side]));
+        }
+        for _ in 0..3 {
+            out.extend_from_slice(&plane);
+        }
+    }
+    Tensor::<4>::from_data(TensorData::new(out, [n, 3, side, side]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn patches_are_row_major_7x7_blocks() {
+        let device = dl_core::BackendKind::Flex.device().unwrap();
+        let values: Vec<f32> = (0..784).map(|i| i as f32).collect();
+        let p = patches(tensor2(&values, 1, &device));
+        assert_eq!(p.dims(), [1, 16, 49]);
+        let data: Vec<f32> = p.into_data().try_to_vec::<f32>().unwrap();
+        // Patch 1 (top row, second column) starts at pixel (0, 7); its second row at (1, 7).
+        assert_eq!(data[49], 7.0);
+        assert_eq!(data[49 + 7], 28.0 + 7.0);
+        // Patch 4 (second row of patches) starts at pixel (7, 0).
+        assert_eq!(data[4 * 49], (7 * 28) as f32);
+    }
+
+    #[test]
+    fn image_cnn_input_upscales_and_replicates() {
+        let device = dl_core::BackendKind::Flex.device().unwrap();
+        let values: Vec<f32> = (0..784).map(|i| i as f32).collect();
+        let t = image_cnn_input(&values, 1, &device);
+        assert_eq!(t.dims(), [1, 3, 64, 64]);
+        let data: Vec<f32> = t.into_data().try_to_vec::<f32>().unwrap();
+        // Output (63, 63) is digit pixel (27, 27); every channel is the same.
+        assert_eq!(data[63 * 64 + 63], 783.0);
+        assert_eq!(data[2 * 4096 + 63 * 64 + 63], 783.0);
+        // Output (1, 3) is digit pixel (0, 1).
+        assert_eq!(data[64 + 3], 1.0);
+    }
+}

@@ -1,0 +1,317 @@
+//! The training loop: load -> model -> loss -> backward -> optimizer -> metrics -> checkpoint,
+//! with NaN detection, Ctrl-C handling and resumption.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Device;
+use dl_core::{BackendKind, SeededRng, seed_device};
+use dl_io::CheckpointMeta;
+use dl_loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use dl_optim::{AdamConfig, AdamWConfig, GradClip, LrSchedule, NormType, RmsPropConfig, SgdConfig};
+
+use crate::config::{ModelKind, OptimizerKind, RunConfig, to_toml};
+use crate::data::{Batch, Batcher, Digits, Split};
+use crate::evaluate::{evaluate, predictions};
+use crate::metrics::{self, EpochMetrics};
+use crate::model::{DigitModel, default_config, label_tensor};
+use crate::output::{Existing, RunFolder, write_atomically};
+use crate::plot;
+use crate::progress::Reporter;
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// Metrics of every epoch so far (including those of a resumed run's earlier part).
+    pub history: Vec<EpochMetrics>,
+    /// Parameters of the model.
+    pub parameters: usize,
+    /// Seconds this invocation trained.
+    pub seconds: f64,
+    /// Whether Ctrl-C stopped it.
+    pub interrupted: bool,
+    /// The run folder.
+    pub folder: RunFolder,
+}
+
+impl TrainOutcome {
+    /// Best test accuracy of the run.
+    pub fn best_accuracy(&self) -> f64 {
+        self.history
+            .iter()
+            .map(|m| m.test_accuracy)
+            .fold(0.0, f64::max)
+    }
+}
+
+/// Everything that changes as training proceeds.
+struct State {
+    model: DigitModel,
+    optimizer: Option<ModuleOptimizer>,
+    rng: SeededRng,
+    step: u64,
+    history: Vec<EpochMetrics>,
+}
+
+/// Train `config.model` as configured, writing into `config.out`.
+pub fn train(
+    config: &RunConfig,
+    existing: Existing,
+    reporter: &mut Reporter,
+    stop: &Arc<AtomicBool>,
+) -> Result<TrainOutcome> {
+    let backend: BackendKind = config.backend.parse()?;
+    // The scratch network computes its own gradients, so it runs without autodiff.
+    let device = if config.model == ModelKind::Scratch {
+        backend.device()?
+    } else {
+        backend.autodiff_device()?
+    };
+    let eval_device = backend.device()?;
+    seed_device(&device, config.seed);
+    let train_set = Digits::load(&config.data, Split::Train, config.limit)?;
+    let test_set = Digits::load(&config.data, Split::Test, config.limit)?;
+    let folder = RunFolder::prepare(&config.out, existing)?;
+    let mut state = if existing == Existing::Resume {
+        resume(config, &folder, &device)?
+    } else {
+        State {
+            model: DigitModel::build(config.model, default_config(config.model), &device)?,
+            optimizer: build_optimizer(config)?,
+            rng: SeededRng::new(config.seed),
+            step: 0,
+            history: Vec::new(),
+        }
+    };
+    write_atomically(&folder.file("config.toml"), to_toml(config)?.as_bytes())?;
+    let batcher = Batcher {
+        batch_size: config.batch_size,
+    };
+    let steps_per_epoch = batcher.batch_count(train_set.len());
+    let schedule = config
+        .schedule
+        .resolve(steps_per_epoch, steps_per_epoch * config.epochs)
+        .build(config.lr)?;
+    let clip = config.clip_grad_norm.map(|max_norm| GradClip::Norm {
+        max_norm,
+        norm_type: NormType::Two,
+        error_if_nonfinite: false,
+    });
+    let criterion = CrossEntropyLossConfig::new().init()?;
+    let parameters = state.model.num_params();
+    let start_epoch = state.history.len();
+    if start_epoch > 0 {
+        reporter.event(
+            "resume",
+            &format!(
+                "resuming {} from epoch {start_epoch}, step {} ({})",
+                config.model.name(),
+                state.step,
+                folder.last().display()
+            ),
+            serde_json::json!({"epoch": start_epoch, "step": state.step}),
+        );
+    }
+    let started = Instant::now();
+    let mut best = state
+        .history
+        .iter()
+        .map(|m| m.test_accuracy)
+        .fold(f64::NEG_INFINITY, f64::max);
+    for epoch in start_epoch..config.epochs {
+        let epoch_started = Instant::now();
+        let rng_at_start = state.rng;
+        let order = Batcher::shuffled_order(&train_set, &mut state.rng);
+        reporter.start_epoch(epoch + 1, config.epochs, steps_per_epoch);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = config.lr;
+        for (index, batch) in batcher.batches(&train_set, &order).enumerate() {
+            if stop.load(Ordering::SeqCst) {
+                let meta = meta(config, state.step, epoch, rng_at_start);
+                state
+                    .model
+                    .save(&folder.last(), state.optimizer.as_ref(), &meta)?;
+                reporter.event(
+                    "interrupted",
+                    &format!(
+                        "interrupted at epoch {}, step {}: saved {} (resume with --resume; the epoch restarts)",
+                        epoch + 1,
+                        state.step,
+                        folder.last().display()
+                    ),
+                    serde_json::json!({"epoch": epoch + 1, "step": state.step, "checkpoint": folder.last()}),
+                );
+                return Ok(TrainOutcome {
+                    history: state.history,
+                    parameters,
+                    seconds: started.elapsed().as_secs_f64(),
+                    interrupted: true,
+                    folder,
+                });
+            }
+            lr = schedule.lr(state.step as usize);
+            let (loss, right) = train_step(&mut state, &batch, &device, &criterion, lr, clip)?;
+            if !loss.is_finite() {
+                bail!(
+                    "the loss became {loss} at epoch {}, batch {} (step {}), so training stopped: {}. Try a lower --lr (now {:e}) or --clip-grad-norm",
+                    epoch + 1,
+                    index + 1,
+                    state.step + 1,
+                    last_good(&folder, epoch),
+                    config.lr
+                );
+            }
+            state.step += 1;
+            loss_sum += f64::from(loss) * batch.len() as f64;
+            correct += right;
+            seen += batch.len();
+            let rate = seen as f64 / epoch_started.elapsed().as_secs_f64().max(1e-9);
+            reporter.step(loss_sum / seen as f64, correct as f64 / seen as f64, rate);
+        }
+        let train_seconds = epoch_started.elapsed().as_secs_f64();
+        let test = evaluate(
+            &state.model.valid(),
+            &test_set,
+            256,
+            &eval_device,
+            &criterion,
+        )?;
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            step: state.step,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            test_loss: test.loss,
+            test_accuracy: test.accuracy,
+            lr,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+            samples_per_second: seen as f64 / train_seconds.max(1e-9),
+        };
+        let meta = meta(config, state.step, epoch + 1, state.rng);
+        state
+            .model
+            .save(&folder.last(), state.optimizer.as_ref(), &meta)?;
+        let is_best = metrics.test_accuracy > best;
+        if is_best {
+            best = metrics.test_accuracy;
+            state
+                .model
+                .save(&folder.best(), state.optimizer.as_ref(), &meta)?;
+        }
+        reporter.end_epoch(&metrics, is_best);
+        state.history.push(metrics);
+        metrics::write(&folder, &state.history)?;
+        plot::curves(&folder, &state.history, config.model.name())?;
+    }
+    Ok(TrainOutcome {
+        history: state.history,
+        parameters,
+        seconds: started.elapsed().as_secs_f64(),
+        interrupted: false,
+        folder,
+    })
+}
+
+/// One step on `batch`; returns the batch's loss and how many it classified correctly.
+fn train_step(
+    state: &mut State,
+    batch: &Batch,
+    device: &Device,
+    criterion: &CrossEntropyLoss,
+    lr: f64,
+    clip: Option<GradClip>,
+) -> Result<(f32, usize)> {
+    let n = batch.len();
+    let logits = state.model.logits(&batch.images, n, device)?;
+    let right = predictions(logits.clone())
+        .iter()
+        .zip(&batch.labels)
+        .filter(|(p, l)| **p as i64 == **l)
+        .count();
+    if let Some(scratch) = state.model.as_scratch_mut() {
+        let x = burn::tensor::Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(batch.images.clone(), [n, batch.images.len() / n]),
+            device,
+        );
+        return match scratch.train_step(x, label_tensor(&batch.labels, device), lr) {
+            Ok(cost) => Ok((cost, right)),
+            Err(dl_core::Error::NonFinite { value, .. }) => Ok((value as f32, right)),
+            Err(e) => Err(e.into()),
+        };
+    }
+    let loss = criterion.forward(logits, label_tensor(&batch.labels, device))?;
+    let value = loss.clone().into_scalar::<f32>();
+    if !value.is_finite() {
+        return Ok((value, right));
+    }
+    let optimizer = state
+        .optimizer
+        .as_mut()
+        .context("internal: a trainable model without an optimizer")?;
+    state.model = state.model.clone().step(loss, optimizer, lr, clip)?;
+    Ok((value, right))
+}
+
+/// Where the run can be picked up after a NaN in epoch `epoch` (0-based).
+fn last_good(folder: &RunFolder, epoch: usize) -> String {
+    if epoch == 0 || !folder.last().exists() {
+        "no checkpoint was written before it (the run diverged in its first epoch)".into()
+    } else {
+        format!(
+            "the last good checkpoint is {} (end of epoch {epoch})",
+            folder.last().display()
+        )
+    }
+}
+
+fn meta(config: &RunConfig, step: u64, epoch: usize, rng: SeededRng) -> CheckpointMeta {
+    CheckpointMeta {
+        model: config.model.name().to_string(),
+        model_config: default_config(config.model),
+        training_config: serde_json::to_value(config).unwrap_or_default(),
+        step,
+        epoch: epoch as u64,
+        rng_state: rng.state(),
+    }
+}
+
+/// The optimizer of `config` (none for the scratch network).
+pub fn build_optimizer(config: &RunConfig) -> Result<Option<ModuleOptimizer>> {
+    if config.model == ModelKind::Scratch {
+        return Ok(None);
+    }
+    let optimizer = match config.optimizer {
+        OptimizerKind::Adam => AdamConfig::new().with_lr(config.lr).init()?,
+        OptimizerKind::Adamw => AdamWConfig::new().with_lr(config.lr).init()?,
+        OptimizerKind::Sgd => SgdConfig::new().with_lr(config.lr).init()?,
+        OptimizerKind::Rmsprop => RmsPropConfig::new().with_lr(config.lr).init()?,
+    };
+    Ok(Some(optimizer))
+}
+
+fn resume(config: &RunConfig, folder: &RunFolder, device: &Device) -> Result<State> {
+    let path = folder.last();
+    let meta = dl_io::read_checkpoint_meta(&path)
+        .with_context(|| format!("--resume: cannot read {}", path.display()))?;
+    if meta.model != config.model.name() {
+        bail!(
+            "--resume: {} holds a `{}` model, not `{}`",
+            path.display(),
+            meta.model,
+            config.model.name()
+        );
+    }
+    let (model, optimizer, meta) = DigitModel::load(&path, device, build_optimizer(config)?)?;
+    let mut history = metrics::read(folder)?;
+    history.truncate(meta.epoch as usize);
+    Ok(State {
+        model,
+        optimizer,
+        rng: SeededRng::from_state(meta.rng_state),
+        step: meta.step,
+        history,
+    })
+}

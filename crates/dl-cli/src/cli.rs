@@ -205,7 +205,7 @@ pub struct DemoArgs {
     /// Use at most this many digits of each split.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Which models (comma-separated).
+    /// Which models (comma-separated; any of mlp, cnn, image-cnn, lstm, transformer, scratch).
     #[arg(
         long,
         value_delimiter = ',',

@@ -231,3 +231,29 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
         serde_json::from_str(&ok(&["info", &path(&out, "last.safetensors"), "--json"])).unwrap();
     assert!(info["step"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn every_model_trains() {
+    let dir = tempdir();
+    for model in ["cnn", "image-cnn", "lstm"] {
+        let out = dir.path().join(model);
+        ok(&[
+            "train",
+            model,
+            "--epochs",
+            "1",
+            "--limit",
+            "16",
+            "--batch-size",
+            "8",
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        let info: serde_json::Value =
+            serde_json::from_str(&ok(&["info", &path(&out, "best.safetensors"), "--json"]))
+                .unwrap();
+        assert_eq!(info["model"], model);
+        assert_eq!(info["step"], 2);
+    }
+}

@@ -24,12 +24,12 @@ use crate::{commands, plot};
 /// minutes on a 2-core CPU in release mode on the 800 committed training digits.
 fn demo_settings(model: ModelKind) -> (usize, usize) {
     match model {
-        ModelKind::Mlp => (10, 32),
-        ModelKind::Cnn => (6, 32),
-        ModelKind::ImageCnn => (2, 32),
-        ModelKind::Lstm => (10, 32),
-        ModelKind::Transformer => (15, 32),
-        ModelKind::Scratch => (20, 32),
+        ModelKind::Mlp => (20, 32),
+        ModelKind::Cnn => (12, 32),
+        ModelKind::ImageCnn => (3, 32),
+        ModelKind::Lstm => (30, 32),
+        ModelKind::Transformer => (40, 32),
+        ModelKind::Scratch => (40, 32),
     }
 }
 

@@ -29,7 +29,8 @@ impl Split {
 
 /// The committed 1,000-digit subset (`fixtures/mnist`), used when no `--data` is given.
 pub fn default_data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mnist")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mnist");
+    std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 
 /// Digits of one split: labels and u8 pixels, each image `rows x cols`.

@@ -209,7 +209,7 @@ pub struct DemoArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mlp,cnn,lstm,transformer"
+        default_value = "mlp,cnn,lstm,transformer,scratch"
     )]
     pub models: Vec<ModelKind>,
     /// Backend.

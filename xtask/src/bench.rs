@@ -3,8 +3,8 @@
 //! the run to the history, and render the dashboard `target/bench/dashboard.html`.
 //!
 //! Options:
-//! - `--quick`: small batches and sequences, three repetitions (CI: keeps the benchmarks
-//!   compiling and running). Its history goes to `target/bench/history-quick.jsonl`, not the
+//! - `--quick`: small batches and sequences, three repetitions, dev profile (CI: keeps the
+//!   benchmarks compiling and running). Its history goes to `target/bench/history-quick.jsonl`, not the
 //!   committed `benches/history.jsonl`, and PyTorch runs only when `.venv` already has it.
 //! - `--backends LIST`: Rust backends (default: every compiled one but `tch-cuda`).
 //! - `--features LIST`: cargo features of dl-bench, e.g. `tch` or `wgpu` (default: flex, ndarray).
@@ -138,7 +138,24 @@ pub fn run(args: &[String]) -> Result<()> {
     let table = report::markdown_table(&results);
     fs::write(out.join("table.md"), &table)?;
     if options.update_docs {
-        update_docs(&root.join("docs/performance.md"), &table)?;
+        let m = &results.machine;
+        let context = format!(
+            "Measured {} UTC at commit `{}`: {} on {} ({} logical CPUs), {} mode, {} \
+             thread(s) on both sides, {} warm-up + {} timed iterations, median in ms; load \
+             average {:.2} before and {:.2} after.\n\n",
+            dashboard::utc_date(results.unix_time),
+            results.commit,
+            m.os,
+            m.cpu,
+            m.logical_cpus,
+            results.mode.name(),
+            results.threads,
+            results.warmup,
+            results.repetitions,
+            m.load_before,
+            m.load_after,
+        );
+        update_docs(&root.join("docs/performance.md"), &(context + &table))?;
     }
     println!("{table}");
     println!(
@@ -160,15 +177,15 @@ fn run_rust_side(
 ) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    command.current_dir(root).args([
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "dl-bench",
-        "--bin",
-        "dl-bench",
-    ]);
+    command
+        .current_dir(root)
+        .args(["run", "--quiet", "-p", "dl-bench", "--bin", "dl-bench"]);
+    // Quick runs reuse the dev build that CI's tests already made (dependencies, Burn's kernels
+    // included, are at opt-level 3 there): a second, release build of Burn would cost CI
+    // minutes for numbers that only need to exist.
+    if !options.quick {
+        command.arg("--release");
+    }
     if let Some(features) = &options.features {
         command.args(["--features", features]);
     }

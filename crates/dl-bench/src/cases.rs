@@ -187,3 +187,28 @@ where
         Ok(loss.into_scalar::<f32>())
     }))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::plan::{Mode, Plan};
+
+    #[test]
+    fn every_quick_case_runs_on_every_compiled_cpu_backend() {
+        let plan = Plan::new(Mode::Quick, 1);
+        for case in &plan.cases {
+            for backend in [BackendKind::Flex, BackendKind::NdArray] {
+                if !backend.is_compiled() {
+                    continue;
+                }
+                let mut iteration = prepare(case, backend).unwrap();
+                let samples = measure(&mut iteration, 0, 2).unwrap();
+                assert_eq!(samples.len(), 2);
+                // Training steps return the loss: finite and near ln(10) for random data.
+                let value = iteration().unwrap();
+                assert!(value.is_finite(), "{} on {backend}: {value}", case.id);
+            }
+        }
+    }
+}

@@ -275,6 +275,12 @@ impl DigitModel {
             .with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Export as a PyTorch checkpoint (`torch.save` zip format), PyTorch names and layout.
+    pub fn export_pytorch(&self, path: &Path) -> Result<()> {
+        with_net!(&self.net, m => dl_io::to_pytorch_state_dict(m).write_pytorch(path))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
     /// Export as ONNX.
     pub fn export_onnx(&self, path: &Path) -> Result<()> {
         with_net!(&self.net, m => dl_io::export_onnx(m, path, &OnnxExportOptions::new()))

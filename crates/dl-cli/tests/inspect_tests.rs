@@ -99,7 +99,7 @@ fn info_lists_parameters_per_layer() {
 }
 
 #[test]
-fn convert_round_trips_through_safetensors_and_onnx() {
+fn convert_round_trips_through_safetensors_pt_and_onnx() {
     let (mlp, _) = runs();
     let dir = tempdir();
     let st = path(dir.path(), "mlp.safetensors");
@@ -111,6 +111,10 @@ fn convert_round_trips_through_safetensors_and_onnx() {
     fails(&["convert", &st, &back], 1, &["--model"]);
     ok(&["convert", &st, &back, "--model", "mlp"]);
     ok(&["convert", &onnx, &from_onnx, "--model", "mlp"]);
+    let pt = path(dir.path(), "mlp.pt");
+    let from_pt = path(dir.path(), "from_pt.ckpt.safetensors");
+    ok(&["convert", mlp.to_str().unwrap(), &pt]);
+    ok(&["convert", &pt, &from_pt, "--model", "mlp"]);
     // The converted checkpoints predict exactly as the original.
     let original = ok(&["eval", mlp.to_str().unwrap(), "--limit", "40", "--json"]);
     assert_eq!(ok(&["eval", &back, "--limit", "40", "--json"]), original);
@@ -118,6 +122,7 @@ fn convert_round_trips_through_safetensors_and_onnx() {
         ok(&["eval", &from_onnx, "--limit", "40", "--json"]),
         original
     );
+    assert_eq!(ok(&["eval", &from_pt, "--limit", "40", "--json"]), original);
     // Weights of another model are refused, naming keys.
     fails(
         &[
@@ -131,9 +136,9 @@ fn convert_round_trips_through_safetensors_and_onnx() {
         &["cannot load weights"],
     );
     fails(
-        &["convert", mlp.to_str().unwrap(), &path(dir.path(), "x.pt")],
+        &["convert", mlp.to_str().unwrap(), &path(dir.path(), "x.bin")],
         1,
-        &[".pt"],
+        &["unknown output type", ".pt"],
     );
 }
 

@@ -21,6 +21,7 @@ mod finite;
 mod load;
 mod onnx;
 mod pt;
+mod pt_write;
 mod pytorch;
 mod remap;
 mod state_dict;

@@ -19,7 +19,7 @@ use crate::state_dict::StateDict;
 const METADATA_KEY: &str = "__metadata__";
 
 /// The f32 values of a floating-point tensor, or `None` for other dtypes.
-fn f32_values(data: &TensorData) -> Option<Vec<f32>> {
+pub(crate) fn f32_values(data: &TensorData) -> Option<Vec<f32>> {
     match data.dtype() {
         DType::F32 | DType::Flex32 => data.try_to_vec::<f32>().ok(),
         DType::F64 => data

@@ -54,13 +54,11 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         model.export_safetensors(&args.output)?;
         "PyTorch state dict (safetensors)"
     } else if name.ends_with(".pt") || name.ends_with(".pth") {
-        bail!(
-            "{}: dl-io does not write .pt files; write .safetensors and read it in PyTorch with safetensors.torch.load_file",
-            args.output.display()
-        );
+        model.export_pytorch(&args.output)?;
+        "PyTorch state dict (torch.save format)"
     } else {
         bail!(
-            "{}: unknown output type, expected a name ending in .safetensors, .onnx or .ckpt.safetensors",
+            "{}: unknown output type, expected a name ending in .safetensors, .pt, .pth, .onnx or .ckpt.safetensors",
             args.output.display()
         );
     };

@@ -21,7 +21,9 @@ fn colour(backend: &str) -> &'static str {
         "flex" => "#1f77b4",
         "ndarray" => "#2ca02c",
         "tch" => "#9467bd",
+        "tch-cuda" => "#e377c2",
         "wgpu" => "#8c564b",
+        "wgpu-vulkan" => "#bcbd22",
         "cuda" => "#17becf",
         _ => "#7f7f7f",
     }

@@ -41,7 +41,7 @@ pub enum Command {
 pub struct TrainArgs {
     /// The model: mlp, cnn, image-cnn, lstm, transformer or scratch.
     pub model: Option<ModelKind>,
-    /// Backend: flex (default), ndarray, tch, tch-cuda, wgpu or cuda.
+    /// Backend: flex (default), ndarray, tch, tch-cuda, wgpu, wgpu-vulkan or cuda.
     #[arg(long)]
     pub backend: Option<String>,
     /// Total number of epochs (a resumed run continues up to this number).

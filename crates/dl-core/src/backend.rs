@@ -32,20 +32,25 @@ pub enum BackendKind {
     Tch,
     /// LibTorch on the first CUDA GPU, through `burn-tch`.
     TchCuda,
-    /// wgpu on the default adapter (Vulkan, Metal or DirectX).
+    /// wgpu on the default adapter, with Burn's automatic choice of graphics API (Vulkan,
+    /// Metal or DirectX; on a machine without a GPU, a software renderer).
     Wgpu,
+    /// wgpu pinned to the Vulkan API: an error instead of a silent fallback to another API
+    /// or a software renderer (use it for GPU timings).
+    WgpuVulkan,
     /// CubeCL's CUDA runtime on the first GPU.
     Cuda,
 }
 
 impl BackendKind {
     /// Every backend, compiled in or not, in the order tables list them.
-    pub const ALL: [BackendKind; 6] = [
+    pub const ALL: [BackendKind; 7] = [
         BackendKind::Flex,
         BackendKind::NdArray,
         BackendKind::Tch,
         BackendKind::TchCuda,
         BackendKind::Wgpu,
+        BackendKind::WgpuVulkan,
         BackendKind::Cuda,
     ];
 
@@ -61,6 +66,7 @@ impl BackendKind {
             BackendKind::Tch => "tch",
             BackendKind::TchCuda => "tch-cuda",
             BackendKind::Wgpu => "wgpu",
+            BackendKind::WgpuVulkan => "wgpu-vulkan",
             BackendKind::Cuda => "cuda",
         }
     }
@@ -75,7 +81,7 @@ impl BackendKind {
             BackendKind::Flex => "flex",
             BackendKind::NdArray => "ndarray",
             BackendKind::Tch | BackendKind::TchCuda => "tch",
-            BackendKind::Wgpu => "wgpu",
+            BackendKind::Wgpu | BackendKind::WgpuVulkan => "wgpu",
             BackendKind::Cuda => "cuda",
         }
     }
@@ -90,7 +96,7 @@ impl BackendKind {
             BackendKind::Flex => cfg!(feature = "flex"),
             BackendKind::NdArray => cfg!(feature = "ndarray"),
             BackendKind::Tch | BackendKind::TchCuda => cfg!(feature = "tch"),
-            BackendKind::Wgpu => cfg!(feature = "wgpu"),
+            BackendKind::Wgpu | BackendKind::WgpuVulkan => cfg!(feature = "wgpu"),
             BackendKind::Cuda => cfg!(feature = "cuda"),
         }
     }
@@ -129,13 +135,18 @@ impl BackendKind {
     /// A plain (inference) device of this backend.
     ///
     /// Returns [`Error::BackendNotCompiled`], naming the cargo feature, when this build does
-    /// not include the backend.
+    /// not include the backend, and [`Error::BackendUnavailable`] when it is compiled in but
+    /// cannot start here (`wgpu-vulkan` without a Vulkan driver).
     pub fn device(self) -> Result<Device> {
         if !self.is_compiled() {
             return Err(Error::BackendNotCompiled {
                 backend: self.name().to_string(),
                 feature: self.cargo_feature().to_string(),
             });
+        }
+        #[cfg(feature = "wgpu")]
+        if self == BackendKind::WgpuVulkan {
+            return wgpu_vulkan();
         }
         Ok(self.compiled_device())
     }
@@ -167,6 +178,29 @@ impl BackendKind {
     }
 }
 
+/// The wgpu device on the Vulkan API, initialised once per process (Burn refuses to initialise
+/// the same runtime twice, so the first result, device or error, is kept).
+#[cfg(feature = "wgpu")]
+fn wgpu_vulkan() -> Result<Device> {
+    use std::sync::OnceLock;
+
+    use burn::tensor::wgpu::WgpuBackend;
+
+    static DEVICE: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            Device::wgpu_options()
+                .graphics_api(WgpuBackend::Vulkan)
+                .init()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|reason| Error::BackendUnavailable {
+            backend: BackendKind::WgpuVulkan.name().to_string(),
+            reason,
+        })
+}
+
 impl Default for BackendKind {
     /// Flex when compiled in, else the first compiled backend.
     fn default() -> Self {
@@ -195,6 +229,7 @@ impl FromStr for BackendKind {
             "tch" | "libtorch" => BackendKind::Tch,
             "tch-cuda" | "libtorch-cuda" => BackendKind::TchCuda,
             "wgpu" => BackendKind::Wgpu,
+            "wgpu-vulkan" | "vulkan" => BackendKind::WgpuVulkan,
             "cuda" => BackendKind::Cuda,
             _ => {
                 return Err(Error::UnknownBackend {
@@ -226,7 +261,7 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("`metal`"), "{msg}");
         assert!(
-            msg.contains("flex, ndarray, tch, tch-cuda, wgpu, cuda"),
+            msg.contains("flex, ndarray, tch, tch-cuda, wgpu, wgpu-vulkan, cuda"),
             "{msg}"
         );
     }
@@ -251,7 +286,10 @@ mod tests {
         for kind in BackendKind::compiled() {
             if matches!(
                 kind,
-                BackendKind::TchCuda | BackendKind::Cuda | BackendKind::Wgpu
+                BackendKind::TchCuda
+                    | BackendKind::Cuda
+                    | BackendKind::Wgpu
+                    | BackendKind::WgpuVulkan
             ) {
                 continue; // needs hardware this machine may not have
             }

@@ -34,6 +34,14 @@ pub enum Error {
         /// The cargo feature that enables it.
         feature: String,
     },
+    /// A backend that is compiled in but could not start on this machine.
+    #[error("backend `{backend}` is not available here: {reason}")]
+    BackendUnavailable {
+        /// The backend that was asked for.
+        backend: String,
+        /// Why it could not start (the runtime's own message).
+        reason: String,
+    },
     /// A tensor whose shape does not fit.
     #[error("shape mismatch for {what}: expected {expected}, got {actual}")]
     ShapeMismatch {

@@ -128,7 +128,18 @@ pub fn train(
         reporter.start_epoch(epoch + 1, config.epochs, steps_per_epoch);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = config.lr;
-        for (index, batch) in batcher.batches(&train_set, &order).enumerate() {
+        // After a Ctrl-C the checkpoint holds the data order of the interrupted epoch and the
+        // step reached in it: the resumed epoch replays the same order and skips the batches
+        // already trained on, so no sample is seen twice.
+        let done = if epoch == start_epoch {
+            usize::try_from(state.step)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(epoch * steps_per_epoch)
+                .min(steps_per_epoch)
+        } else {
+            0
+        };
+        for (index, batch) in batcher.batches(&train_set, &order).enumerate().skip(done) {
             if stop.load(Ordering::SeqCst) {
                 let meta = meta(config, state.step, epoch, rng_at_start);
                 state
@@ -137,7 +148,7 @@ pub fn train(
                 reporter.event(
                     "interrupted",
                     &format!(
-                        "interrupted at epoch {}, step {}: saved {} (resume with --resume; the epoch restarts)",
+                        "interrupted at epoch {}, step {}: saved {} (resume with --resume: the epoch continues with its next batch)",
                         epoch + 1,
                         state.step,
                         folder.last().display()

@@ -229,7 +229,27 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     assert!(stdout.contains("interrupted at epoch"), "{}", text(&output));
     let info: serde_json::Value =
         serde_json::from_str(&ok(&["info", &path(&out, "last.safetensors"), "--json"])).unwrap();
-    assert!(info["step"].as_u64().unwrap() > 0);
+    let step = info["step"].as_u64().unwrap();
+    let epoch = info["epoch"].as_u64().unwrap();
+    assert!(step > 0 && epoch >= 1, "{info}");
+    // Resuming finishes the interrupted epoch without replaying its first batches: the run
+    // ends on exactly the step an uninterrupted run of as many epochs ends on.
+    let steps_per_epoch = 800 / 8; // the committed train split, batches of 8
+    let epochs = (epoch + 1).to_string();
+    ok(&[
+        "train",
+        "mlp",
+        "--epochs",
+        &epochs,
+        "--batch-size",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+        "--resume",
+    ]);
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["info", &path(&out, "last.safetensors"), "--json"])).unwrap();
+    assert_eq!(info["step"].as_u64(), Some((epoch + 1) * steps_per_epoch));
 }
 
 #[test]

@@ -297,7 +297,7 @@ impl DigitModel {
 }
 
 /// `[n, 784]` from row-major values.
-fn tensor2(images: &[f32], n: usize, device: &Device) -> Tensor<2> {
+pub(crate) fn tensor2(images: &[f32], n: usize, device: &Device) -> Tensor<2> {
     Tensor::<2>::from_data(TensorData::new(images.to_vec(), [n, SIDE * SIDE]), device)
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::optim::ModuleOptimizer;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use dl_core::{BackendKind, SeededRng, seed_device};
 use dl_io::CheckpointMeta;
 use dl_loss::{CrossEntropyLoss, CrossEntropyLossConfig};
@@ -15,9 +15,9 @@ use dl_optim::{AdamConfig, AdamWConfig, GradClip, LrSchedule, NormType, RmsPropC
 
 use crate::config::{ModelKind, OptimizerKind, RunConfig, to_toml};
 use crate::data::{Batch, Batcher, Digits, Split};
-use crate::evaluate::{evaluate, predictions};
+use crate::evaluate::evaluate;
 use crate::metrics::{self, EpochMetrics};
-use crate::model::{DigitModel, default_config, label_tensor};
+use crate::model::{DigitModel, default_config, label_tensor, tensor2};
 use crate::output::{Existing, RunFolder, write_atomically};
 use crate::plot;
 use crate::progress::Reporter;
@@ -237,24 +237,32 @@ fn train_step(
 ) -> Result<(f32, usize)> {
     let n = batch.len();
     let logits = state.model.logits(&batch.images, n, device)?;
-    let right = predictions(logits.clone())
-        .iter()
-        .zip(&batch.labels)
-        .filter(|(p, l)| **p as i64 == **l)
-        .count();
+    let labels = label_tensor(&batch.labels, device);
+    // The number of right predictions stays on the device until it is read back together with
+    // the loss: one host sync per step.
+    let right = logits
+        .clone()
+        .argmax(1)
+        .squeeze_dim::<1>(1)
+        .equal(labels.clone())
+        .int()
+        .sum()
+        .float();
     if let Some(scratch) = state.model.as_scratch_mut() {
-        let x = burn::tensor::Tensor::<2>::from_data(
-            burn::tensor::TensorData::new(batch.images.clone(), [n, batch.images.len() / n]),
-            device,
-        );
-        return match scratch.train_step(x, label_tensor(&batch.labels, device), lr) {
+        let right = right.into_scalar::<f32>() as usize;
+        let x = tensor2(&batch.images, n, device);
+        return match scratch.train_step(x, labels, lr) {
             Ok(cost) => Ok((cost, right)),
             Err(dl_core::Error::NonFinite { value, .. }) => Ok((value as f32, right)),
             Err(e) => Err(e.into()),
         };
     }
-    let loss = criterion.forward(logits, label_tensor(&batch.labels, device))?;
-    let value = loss.clone().into_scalar::<f32>();
+    let loss = criterion.forward(logits, labels)?;
+    let read = Tensor::cat(vec![loss.clone().detach(), right], 0).into_data();
+    let (value, right) = match read.iter::<f32>().collect::<Vec<_>>()[..] {
+        [value, right] => (value, right as usize),
+        _ => bail!("internal: expected the loss and the count of right predictions"),
+    };
     if !value.is_finite() {
         return Ok((value, right));
     }

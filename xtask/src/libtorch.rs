@@ -22,7 +22,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::python::{TORCH_VERSION, run, workspace_root};
+use crate::python::{TORCH_VERSION, pip_install, run, workspace_root};
 
 /// What is installed into `.venv-libtorch`, with `--no-deps` (about 1.9 GB).
 const PACKAGES: &[&str] = &[
@@ -101,17 +101,7 @@ pub fn ensure(verbose: bool) -> Result<Libtorch> {
     let root = workspace_root();
     if let Ok(dir) = std::env::var("LIBTORCH") {
         // A user's own LibTorch wins; they are responsible for LD_LIBRARY_PATH.
-        let dir = PathBuf::from(dir);
-        if !dir.join("include").is_dir() || !dir.join("lib").is_dir() {
-            bail!(
-                "LIBTORCH={} has no include/ and lib/ folders; unset it to let xtask install LibTorch",
-                dir.display()
-            );
-        }
-        return Ok(Libtorch {
-            runtime_lib: dir.join("lib"),
-            dir,
-        });
+        return user_libtorch(PathBuf::from(dir));
     }
     let torch = install_wheel(&root.join(".venv-libtorch"), verbose)?;
     let dir = root.join("target/libtorch");
@@ -122,6 +112,20 @@ pub fn ensure(verbose: bool) -> Result<Libtorch> {
     Ok(Libtorch {
         dir,
         runtime_lib: torch.join("lib"),
+    })
+}
+
+/// A LibTorch the user named with `LIBTORCH`, which must have `include/` and `lib/`.
+fn user_libtorch(dir: PathBuf) -> Result<Libtorch> {
+    if !dir.join("include").is_dir() || !dir.join("lib").is_dir() {
+        bail!(
+            "LIBTORCH={} has no include/ and lib/ folders; unset it to let xtask install LibTorch",
+            dir.display()
+        );
+    }
+    Ok(Libtorch {
+        runtime_lib: dir.join("lib"),
+        dir,
     })
 }
 
@@ -145,17 +149,8 @@ fn install_wheel(venv: &Path, verbose: bool) -> Result<PathBuf> {
             PACKAGES.join(" ")
         );
     }
-    run(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-        ])
-        .args(PACKAGES))
-    .context("installing the PyTorch wheel into .venv-libtorch")?;
+    pip_install(&python, &["--no-deps"], PACKAGES)
+        .context("installing the PyTorch wheel into .venv-libtorch")?;
     installed_torch(&python)?.with_context(|| {
         format!(
             "torch=={TORCH_VERSION} is still not found in {} after installing it",
@@ -300,6 +295,24 @@ mod tests {
             std::fs::read_link(dir.join("include")).unwrap(),
             torch.join("include")
         );
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn a_user_libtorch_needs_include_and_lib() {
+        let tmp = std::env::temp_dir().join(format!("xtask-libtorch-user-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("include")).unwrap();
+        let err = user_libtorch(tmp.clone()).err().unwrap();
+        assert!(
+            err.to_string().contains("has no include/ and lib/"),
+            "{err:#}"
+        );
+        std::fs::create_dir_all(tmp.join("lib")).unwrap();
+        let libtorch = user_libtorch(tmp.clone()).unwrap();
+        assert_eq!(libtorch.runtime_lib, tmp.join("lib"));
+        let env = libtorch.env();
+        assert_eq!(env[0], ("LIBTORCH".into(), tmp.display().to_string()));
+        assert!(env[2].1.starts_with(&tmp.join("lib").display().to_string()));
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 

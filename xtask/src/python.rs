@@ -51,18 +51,23 @@ pub fn ensure_venv() -> Result<PathBuf> {
             "installing {} (a CUDA build of about 6.7 GB; it runs on CPU)",
             PACKAGES.join(" ")
         );
-        run(Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PACKAGES))
-        .context("installing PyTorch into .venv")?;
+        pip_install(&python, &[], PACKAGES).context("installing PyTorch into .venv")?;
     }
     Ok(python)
+}
+
+/// `python -m pip install --quiet <options> <packages>`, quietly and without pip's version check.
+pub fn pip_install(python: &Path, options: &[&str], packages: &[&str]) -> Result<()> {
+    run(Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(options)
+        .args(packages))
 }
 
 /// Run a command, failing with its command line when it exits non-zero.

@@ -4,16 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// Write `bytes` to `path` through a temporary file in the same folder and a rename, so that a
-/// reader never sees a half-written file and a failure leaves the old one in place.
+/// Write `bytes` to `path` with [`dl_io::write_atomically`] (temporary file, fsync, rename), so
+/// that a reader never sees a half-written file and a failure leaves the old one in place.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    Ok(dl_io::write_atomically(path, bytes)?)
 }
 
 /// The files of one training run.

@@ -43,3 +43,4 @@ pub use pytorch::{
     load_pytorch_state_dict, pytorch_grads, to_pytorch_state_dict,
 };
 pub use state_dict::StateDict;
+pub use write::write_atomically;

@@ -173,19 +173,26 @@ fn create_temp(path: &Path) -> Result<(File, TempFile)> {
                 ));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(source) => {
-                return Err(Error::Io {
-                    path: temp.display().to_string(),
-                    source,
-                });
-            }
+            // Name the destination: the temporary name means nothing to the caller.
+            Err(source) => return Err(io(source)),
         }
     }
 }
 
-/// Write `bytes` to a temporary file beside `path`, fsync it, rename it over `path`, and
-/// fsync the folder (best effort: the file is complete and in place by then).
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Write `bytes` to `path` atomically: to a new temporary file beside it
+/// (`.NAME.PID.N.tmp`), flushed to disk (`fsync`), renamed over `path`, and the folder
+/// synced (best effort: the file is complete and in place by then). A reader sees the old
+/// file or the new one, never a part; on any error the temporary file is removed and an
+/// existing `path` is left as it was. Every file dl-io writes goes through this.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("dl-io-doc-{}.txt", std::process::id()));
+/// dl_io::write_atomically(&path, b"epoch 3")?;
+/// assert_eq!(std::fs::read(&path).unwrap(), b"epoch 3");
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), dl_io::Error>(())
+/// ```
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let (mut file, mut temp) = create_temp(path)?;
     let at_temp = |source| Error::Io {
         path: temp.path.display().to_string(),

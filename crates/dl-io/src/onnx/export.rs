@@ -1,10 +1,7 @@
 //! `export_onnx`: a dl-models network as an ONNX model (opset 17) whose initializers are its
 //! PyTorch state dict.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use dl_models::{Cnn, LstmClassifier, Mlp, ScratchMlp, TransformerClassifier};
 
@@ -195,87 +192,22 @@ pub fn export_onnx<M: OnnxExport>(
     write_atomically(path.as_ref(), &bytes)
 }
 
-/// Removes the temporary file when dropped, unless it was renamed into place.
-struct TempFile {
-    path: PathBuf,
-    persisted: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            // Best effort: the error being reported is the one that got us here.
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Distinguishes the temporary files of one process.
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn io_error(path: &Path, source: std::io::Error) -> OnnxError {
-    OnnxError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// Write `bytes` to a new temporary file beside `path` (`.NAME.PID.N.tmp`), fsync it and
-/// rename it over `path`.
+/// [`crate::write_atomically`], with its I/O error as an [`OnnxError`].
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OnnxError> {
-    let Some(file_name) = path.file_name() else {
-        return Err(io_error(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "the path has no file name",
-            ),
-        ));
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let (mut file, mut temp) = loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut name = std::ffi::OsString::from(".");
-        name.push(file_name);
-        name.push(format!(".{}.{n}.tmp", std::process::id()));
-        let candidate = dir.join(name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&candidate)
-        {
-            Ok(file) => {
-                break (
-                    file,
-                    TempFile {
-                        path: candidate,
-                        persisted: false,
-                    },
-                );
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            // Name the destination: the temporary name means nothing to the caller.
-            Err(e) => return Err(io_error(path, e)),
-        }
-    };
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io_error(path, e))?;
-    drop(file);
-    fs::rename(&temp.path, path).map_err(|e| io_error(path, e))?;
-    temp.persisted = true;
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    crate::write::write_atomically(path, bytes).map_err(|error| match error {
+        crate::Error::Io { path, source } => OnnxError::Io { path, source },
+        other => OnnxError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::onnx::proto::{Dim, Node};
     use crate::to_pytorch_state_dict;

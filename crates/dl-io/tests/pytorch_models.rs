@@ -6,7 +6,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, TensorData};
-use dl_core::{BackendKind, Fixture, Tolerance, compare, fixtures_dir};
+use dl_core::{BackendKind, Fixture, Tolerance, compare};
 use dl_io::{
     Error, LoadMode, PytorchModel, StateDict, layout_named, load_pytorch_state_dict,
     state_dict_with_layout, to_pytorch_state_dict,
@@ -16,19 +16,9 @@ use dl_models::{
 };
 use serde_json::Value;
 
-fn fixture() -> Fixture {
-    Fixture::open(fixtures_dir().join("models.safetensors")).expect("models fixture")
-}
+mod common;
 
-fn case(fixture: &Fixture, name: &str) -> Value {
-    fixture
-        .cases()
-        .expect("cases")
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v)
-        .expect("case present")
-}
+use common::{case_config, models};
 
 fn state_with_prefix(fixture: &Fixture, prefix: &str) -> StateDict {
     let mut state = StateDict::new(format!("{} [{prefix}*]", fixture.path().display()));
@@ -55,7 +45,7 @@ fn sizes(config: &Value, key: &str) -> Vec<usize> {
 
 /// Strict load, then export under the layout the load picked: exactly the file's tensors.
 fn round_trip<M: PytorchModel>(backend: BackendKind, name: &str, model: M) {
-    let fixture = fixture();
+    let fixture = models();
     let state = state_with_prefix(&fixture, &format!("{name}.param."));
     let (model, report) = load_pytorch_state_dict(model, &state, LoadMode::Strict)
         .unwrap_or_else(|e| panic!("{name} on {backend}: {e}"));
@@ -79,29 +69,29 @@ fn round_trip<M: PytorchModel>(backend: BackendKind, name: &str, model: M) {
 
 #[test]
 fn every_model_round_trips_pytorch_state_dicts() {
-    let fixture = fixture();
+    let fixture = models();
     for backend in [BackendKind::Flex, BackendKind::NdArray] {
         let device: Device = backend.device().expect("backend");
-        let c = case(&fixture, "mlp");
+        let c = case_config(&fixture, "mlp");
         let mlp = MlpConfig::new()
             .with_input_size(usize_of(&c, "input_size"))
             .with_hidden_sizes(sizes(&c, "hidden_sizes"))
             .with_num_classes(usize_of(&c, "num_classes"));
         round_trip(backend, "mlp", mlp.init(&device).expect("mlp"));
         for name in ["cnn", "image_cnn"] {
-            let c = case(&fixture, name);
+            let c = case_config(&fixture, name);
             let channels = sizes(&c, "conv_channels");
             let cnn = cnn_config(&c, [channels[0], channels[1], channels[2]]);
             round_trip(backend, name, cnn.init(&device).expect("cnn"));
         }
-        let c = case(&fixture, "lstm");
+        let c = case_config(&fixture, "lstm");
         let lstm = LstmClassifierConfig::new()
             .with_input_size(usize_of(&c, "input_size"))
             .with_hidden_size(usize_of(&c, "hidden_size"))
             .with_num_layers(usize_of(&c, "num_layers"))
             .with_num_classes(usize_of(&c, "num_classes"));
         round_trip(backend, "lstm", lstm.init(&device).expect("lstm"));
-        let c = case(&fixture, "transformer");
+        let c = case_config(&fixture, "transformer");
         let transformer = TransformerClassifierConfig::new()
             .with_vocab_size(usize_of(&c, "vocab_size"))
             .with_d_model(usize_of(&c, "d_model"))
@@ -115,7 +105,7 @@ fn every_model_round_trips_pytorch_state_dicts() {
             "transformer",
             transformer.init(&device).expect("transformer"),
         );
-        let c = case(&fixture, "scratch");
+        let c = case_config(&fixture, "scratch");
         let scratch = ScratchMlpConfig::new(sizes(&c, "layer_sizes"));
         round_trip(backend, "scratch", scratch.init(&device).expect("scratch"));
     }
@@ -155,9 +145,9 @@ fn cnn_config(config: &Value, channels: [usize; 3]) -> CnnConfig {
 
 #[test]
 fn strict_loading_reports_every_problem_by_name_with_shapes() {
-    let fixture = fixture();
+    let fixture = models();
     let device = BackendKind::Flex.device().expect("flex");
-    let config = case(&fixture, "cnn");
+    let config = case_config(&fixture, "cnn");
     let mut state = state_with_prefix(&fixture, "cnn.param.");
     state.remove("fc2.bias");
     state.insert("fc3.weight", TensorData::new(vec![0.0f32; 6], [2, 3]));

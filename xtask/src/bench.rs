@@ -11,6 +11,11 @@
 //! - `--filter TEXT` (repeatable): only the cases whose id contains TEXT.
 //! - `--threads N`: intra-op threads on both sides (default: every logical CPU).
 //! - `--no-pytorch`: the Rust side only (no ratios).
+//!
+//! A full run with `--filter` or `--no-pytorch` is partial: its history line goes to
+//! `target/bench/history-partial.jsonl`, not the committed one. `--features tch` installs
+//! LibTorch on first use (as `cargo xtask parity --backend tch` does) and builds into
+//! `target/tch`.
 //! - `--update-docs`: also replace the table in docs/performance.md.
 
 use std::fs;
@@ -117,11 +122,7 @@ pub fn run(args: &[String]) -> Result<()> {
     )
     .with_context(|| format!("writing {}", results_path.display()))?;
 
-    let history_path = if options.quick {
-        out.join("history-quick.jsonl")
-    } else {
-        root.join("benches/history.jsonl")
-    };
+    let history_path = history_path(&root, &options);
     history::append(&history_path, &results)
         .with_context(|| format!("appending to {}", history_path.display()))?;
     let (runs, skipped) = history::read(&history_path)
@@ -167,6 +168,21 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Where a run's line goes. Only complete full runs (every case, PyTorch included) are
+/// published in the committed `benches/history.jsonl`; quick runs and partial ones (`--filter`,
+/// `--no-pytorch`, made while working on one case) stay under `target/bench`, so they neither
+/// dirty the work tree nor mix partial points into the published curves.
+fn history_path(root: &Path, options: &Options) -> PathBuf {
+    let out = root.join("target/bench");
+    if options.quick {
+        out.join("history-quick.jsonl")
+    } else if !options.filters.is_empty() || options.no_pytorch {
+        out.join("history-partial.jsonl")
+    } else {
+        root.join("benches/history.jsonl")
+    }
+}
+
 /// Build and run the Rust runner in release mode, with the CPU backends' thread pools sized.
 fn run_rust_side(
     root: &Path,
@@ -188,6 +204,15 @@ fn run_rust_side(
     }
     if let Some(features) = &options.features {
         command.args(["--features", features]);
+        // The tch feature builds torch-sys: it needs LibTorch (installed on first use, as for
+        // `cargo xtask parity --backend tch`) at build and run time, and its own target
+        // folder, shared with the parity rerun, so the default build's files are kept.
+        if features.split([',', ' ']).any(|f| f.trim() == "tch") {
+            let libtorch = crate::libtorch::ensure(true)?;
+            command
+                .envs(libtorch.env())
+                .env("CARGO_TARGET_DIR", root.join("target/tch"));
+        }
     }
     command.arg("--");
     if options.quick {
@@ -311,5 +336,42 @@ fn git_commit(root: &Path) -> String {
     match git(&["status", "--porcelain", "--untracked-files=no"]) {
         Some(changes) if !changes.is_empty() => format!("{commit}-dirty"),
         _ => commit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> Options {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+        parse(&args).expect("valid options")
+    }
+
+    #[test]
+    fn only_complete_full_runs_reach_the_committed_history() {
+        let root = Path::new("/repo");
+        assert_eq!(
+            history_path(root, &options(&[])),
+            root.join("benches/history.jsonl")
+        );
+        assert_eq!(
+            history_path(
+                root,
+                &options(&["--features", "tch", "--backends", "flex,tch"])
+            ),
+            root.join("benches/history.jsonl")
+        );
+        assert_eq!(
+            history_path(root, &options(&["--quick"])),
+            root.join("target/bench/history-quick.jsonl")
+        );
+        for partial in [&["--filter", "lstm"][..], &["--no-pytorch"][..]] {
+            assert_eq!(
+                history_path(root, &options(partial)),
+                root.join("target/bench/history-partial.jsonl"),
+                "{partial:?}"
+            );
+        }
     }
 }

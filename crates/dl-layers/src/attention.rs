@@ -4,7 +4,8 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
-use burn::tensor::module::linear;
+use burn::tensor::module::{attention, linear};
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 use dl_core::{Error, Result};
 
@@ -89,6 +90,12 @@ impl AttentionMask {
     }
 
     /// The combined mask `[batch or 1, 1, L, S]`, or `None` when nothing is masked.
+    /// True when no query row can have all its keys masked: no padding and no custom mask
+    /// (a causal mask always leaves key 0 visible).
+    fn never_fully_masks(&self) -> bool {
+        self.key_padding_mask.is_none() && self.attn_mask.is_none()
+    }
+
     fn combined(
         &self,
         batch: usize,
@@ -378,6 +385,22 @@ impl MultiHeadAttention {
         // PyTorch scales q before the product: q * sqrt(1 / head_dim).
         let scale = (1.0 / hd as f64).sqrt();
         let split = |x: Tensor<3>, len: usize| x.reshape([b, len, h, hd]).swap_dims(1, 2);
+        if !need_weights && mask.never_fully_masks() && !q.device().is_autodiff() {
+            // Inference without weights: the backend's fused attention (one kernel, no
+            // materialised score tensor on flex). Not on an autodiff device, where Burn would
+            // decompose it anyway and dropout may apply; not with padding or custom masks,
+            // where a fully masked row must give PyTorch's NaN and the fused kernels give 0.
+            let mask = mask
+                .combined(b, l, s, &q.device())
+                .map(|m| m.expand([b, h, l, s]));
+            let options = AttentionModuleOptions {
+                scale: Some(scale),
+                ..AttentionModuleOptions::default()
+            };
+            let out = attention(split(q, l), split(k, s), split(v, s), mask, None, options);
+            let out = out.swap_dims(1, 2).reshape([b, l, e]);
+            return (self.out_proj.forward(out), None);
+        }
         let q = split(q * scale, l);
         let k = split(k, s);
         let v = split(v, s);
@@ -504,6 +527,31 @@ mod tests {
         let (b, wb) = mha.forward(x.clone(), x.clone(), x, AttentionMask::none(), true);
         dl_core::assert_tensor_close!(a, b, 1e-6, 1e-6);
         dl_core::assert_tensor_close!(wa.unwrap(), wb.unwrap(), 1e-6, 1e-6);
+    }
+
+    #[test]
+    fn fused_inference_path_equals_the_decomposed_one() {
+        // need_weights = false without padding or custom masks takes Burn's fused attention
+        // outside autodiff; need_weights = true always takes the decomposed path.
+        for backend in [BackendKind::Flex, BackendKind::NdArray] {
+            let device = backend.device().unwrap();
+            dl_core::seed_device(&device, 24);
+            let mha = MultiHeadAttentionConfig::new(16, 4).init(&device).unwrap();
+            for causal in [false, true] {
+                let mask = AttentionMask::none().with_causal(causal);
+                let x = rand3([3, 7, 16], &device);
+                let (fused, w) = mha.forward_self(x.clone(), mask.clone(), false);
+                assert!(w.is_none());
+                let (decomposed, _) = mha.forward_self(x, mask.clone(), true);
+                dl_core::assert_tensor_close!(fused, decomposed, 1e-5, 1e-6);
+                // Cross-attention with fewer queries than keys, causal or not.
+                let (q, kv) = (rand3([3, 4, 16], &device), rand3([3, 9, 16], &device));
+                let (fused, _) =
+                    mha.forward(q.clone(), kv.clone(), kv.clone(), mask.clone(), false);
+                let (decomposed, _) = mha.forward(q, kv.clone(), kv, mask, true);
+                dl_core::assert_tensor_close!(fused, decomposed, 1e-5, 1e-6);
+            }
+        }
     }
 
     #[test]

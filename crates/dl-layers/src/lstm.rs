@@ -97,9 +97,9 @@ pub struct LstmLayer {
 /// The input projection of all time steps is **one** matrix product per layer and direction,
 /// `[T·B, in] × [in, 4H]`, with `b_ih + b_hh` added once; the weights are transposed once per
 /// forward pass. The projection is cut into its `T` step views once, before the loop. Each step
-/// then does one `[B, H] × [H, 4H]` product, one sigmoid over the `[B, 4H]` gates and one tanh
-/// over the `g` quarter (the gates are views into the `4H` axis), and the element-wise cell
-/// update. Step outputs are collected in a `Vec` and stacked once at the end — no
+/// then does one `[B, H] × [H, 4H]` product, a sigmoid over the `i`, `f` and `o` quarters and a
+/// tanh over the `g` quarter (the gates are views into the `4H` axis, so no transcendental
+/// function runs on a value that is not used), and the element-wise cell update. Step outputs are collected in a `Vec` and stacked once at the end — no
 /// `slice_assign` in the time loop.
 ///
 /// Under autodiff, Burn 0.22 differentiates a slice by writing its gradient into a zero tensor
@@ -337,11 +337,13 @@ impl Lstm {
         let mut outputs = Vec::with_capacity(t_len);
         for x_t in steps {
             let gates = x_t.reshape([batch, 4 * h]) + h_t.matmul(w_hh.clone());
-            let s = sigmoid(gates.clone());
-            let i = s.clone().narrow(1, 0, h);
-            let f = s.clone().narrow(1, h, h);
-            let o = s.narrow(1, 3 * h, h);
-            let g = gates.narrow(1, 2 * h, h).tanh();
+            // Sigmoid only where it is used (i, f and o; not the g quarter, which gets tanh):
+            // transcendental functions are most of an LSTM step's time on the CPU.
+            let s_if = sigmoid(gates.clone().narrow(1, 0, 2 * h));
+            let i = s_if.clone().narrow(1, 0, h);
+            let f = s_if.narrow(1, h, h);
+            let g = gates.clone().narrow(1, 2 * h, h).tanh();
+            let o = sigmoid(gates.narrow(1, 3 * h, h));
             c_t = f * c_t + i * g;
             h_t = o * c_t.clone().tanh();
             outputs.push(h_t.clone());

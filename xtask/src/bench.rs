@@ -225,7 +225,9 @@ fn run_rust_side(
         command.args(["--filter", filter]);
     }
     command.arg("--plan").arg(plan).arg("--out").arg(out);
+    // Rayon sizes the flex and ndarray pools; OpenMP sizes LibTorch's (the tch backend).
     command.env("RAYON_NUM_THREADS", threads.to_string());
+    command.env("OMP_NUM_THREADS", threads.to_string());
     run_command(&mut command).context("running the Rust benchmarks")
 }
 

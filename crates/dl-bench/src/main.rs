@@ -7,7 +7,10 @@
 //! ```
 //!
 //! The thread count recorded (and given to PyTorch) is `RAYON_NUM_THREADS`, which the Rust
-//! CPU backends' thread pools read, or every logical CPU when it is unset.
+//! CPU backends' thread pools read, or every logical CPU when it is unset. LibTorch (the `tch`
+//! backend) sizes its own OpenMP pool from `OMP_NUM_THREADS`: the runner refuses to time `tch`
+//! when that differs, since the ratio to PyTorch would compare different thread counts
+//! (`cargo xtask bench` sets both).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +73,26 @@ fn threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// LibTorch's intra-op pool ignores `RAYON_NUM_THREADS` and uses every core unless
+/// `OMP_NUM_THREADS` says otherwise.
+fn check_libtorch_threads(
+    backends: &[BackendKind],
+    threads: usize,
+    omp: Option<&str>,
+) -> Result<(), String> {
+    let libtorch = backends
+        .iter()
+        .any(|b| matches!(b, BackendKind::Tch | BackendKind::TchCuda));
+    if libtorch && omp.and_then(|v| v.trim().parse().ok()) != Some(threads) {
+        return Err(format!(
+            "the tch backend would use LibTorch's own thread count (OMP_NUM_THREADS is {}), not \
+             the {threads} intra-op thread(s) of this run: set OMP_NUM_THREADS={threads}",
+            omp.unwrap_or("unset")
+        ));
+    }
+    Ok(())
+}
+
 fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -81,6 +104,8 @@ fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), Strin
 fn run() -> Result<(), String> {
     let options = parse_options()?;
     let plan = Plan::new(options.mode, threads()).filtered(&options.filters);
+    let omp = std::env::var("OMP_NUM_THREADS").ok();
+    check_libtorch_threads(&options.backends, plan.threads, omp.as_deref())?;
     if let Some(path) = &options.plan {
         write_json(path, &plan)?;
     }
@@ -127,5 +152,23 @@ fn main() -> ExitCode {
             eprintln!("dl-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtorch_must_use_the_run_s_thread_count() {
+        let cpu = [BackendKind::Flex, BackendKind::NdArray];
+        assert!(check_libtorch_threads(&cpu, 1, None).is_ok());
+        let tch = [BackendKind::Flex, BackendKind::Tch];
+        assert!(check_libtorch_threads(&tch, 2, Some("2")).is_ok());
+        let err = check_libtorch_threads(&tch, 1, None).unwrap_err();
+        assert!(err.contains("OMP_NUM_THREADS is unset"), "{err}");
+        assert!(err.ends_with("set OMP_NUM_THREADS=1"), "{err}");
+        let err = check_libtorch_threads(&[BackendKind::TchCuda], 1, Some("4")).unwrap_err();
+        assert!(err.contains("OMP_NUM_THREADS is 4"), "{err}");
     }
 }

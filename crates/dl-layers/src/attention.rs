@@ -137,6 +137,11 @@ impl AttentionMask {
 /// `average_attn_weights=False`) when `need_weights` is true. As in PyTorch they are the
 /// weights after dropout (identical to the softmax outside training).
 ///
+/// Outside autodiff, with `need_weights` false and no padding or custom mask, the heads go
+/// through Burn's fused attention operator (`burn::tensor::module::attention`: on flex one
+/// kernel, no materialised score tensor); otherwise through matmul, mask and softmax. Both
+/// agree within float rounding.
+///
 /// # PyTorch keys
 ///
 /// | key | shape | here |

@@ -143,9 +143,23 @@ fn folder_of(path: &Path) -> &Path {
     }
 }
 
+/// A failed atomic write: the file it concerns and the operating system's error. The only way
+/// [`write_atomically`] fails, so each crate error type converts it without a catch-all.
+#[derive(Debug)]
+pub(crate) struct IoFailure {
+    pub(crate) path: String,
+    pub(crate) source: std::io::Error,
+}
+
+impl From<IoFailure> for Error {
+    fn from(IoFailure { path, source }: IoFailure) -> Self {
+        Error::Io { path, source }
+    }
+}
+
 /// Create a new temporary file next to `path` (`.NAME.PID.N.tmp`), never reusing one.
-fn create_temp(path: &Path) -> Result<(File, TempFile)> {
-    let io = |source| Error::Io {
+fn create_temp(path: &Path) -> std::result::Result<(File, TempFile), IoFailure> {
+    let io = |source| IoFailure {
         path: path.display().to_string(),
         source,
     };
@@ -193,15 +207,20 @@ fn create_temp(path: &Path) -> Result<(File, TempFile)> {
 /// # Ok::<(), dl_io::Error>(())
 /// ```
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    Ok(write_atomically_io(path, bytes)?)
+}
+
+/// [`write_atomically`] with its one kind of failure, for the crate's other error types.
+pub(crate) fn write_atomically_io(path: &Path, bytes: &[u8]) -> std::result::Result<(), IoFailure> {
     let (mut file, mut temp) = create_temp(path)?;
-    let at_temp = |source| Error::Io {
+    let at_temp = |source| IoFailure {
         path: temp.path.display().to_string(),
         source,
     };
     file.write_all(bytes).map_err(at_temp)?;
     file.sync_all().map_err(at_temp)?;
     drop(file);
-    fs::rename(&temp.path, path).map_err(|source| Error::Io {
+    fs::rename(&temp.path, path).map_err(|source| IoFailure {
         path: path.display().to_string(),
         source,
     })?;

@@ -54,6 +54,12 @@ impl OnnxError {
     }
 }
 
+impl From<crate::write::IoFailure> for OnnxError {
+    fn from(crate::write::IoFailure { path, source }: crate::write::IoFailure) -> Self {
+        OnnxError::Io { path, source }
+    }
+}
+
 impl From<OnnxError> for crate::Error {
     /// I/O errors keep their path and operating-system error; the others become
     /// [`crate::Error::Onnx`], whose message already names the file.

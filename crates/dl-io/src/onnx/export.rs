@@ -194,13 +194,7 @@ pub fn export_onnx<M: OnnxExport>(
 
 /// [`crate::write_atomically`], with its I/O error as an [`OnnxError`].
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OnnxError> {
-    crate::write::write_atomically(path, bytes).map_err(|error| match error {
-        crate::Error::Io { path, source } => OnnxError::Io { path, source },
-        other => OnnxError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(other.to_string()),
-        },
-    })
+    Ok(crate::write::write_atomically_io(path, bytes)?)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::output::{RunFolder, write_atomically};
+use crate::output::RunFolder;
 
 /// What one epoch measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,9 +50,12 @@ pub fn write(folder: &RunFolder, history: &[EpochMetrics]) -> Result<()> {
             m.samples_per_second
         );
     }
-    write_atomically(&folder.file("metrics.csv"), csv.as_bytes())?;
+    dl_io::write_atomically(&folder.file("metrics.csv"), csv.as_bytes())?;
     let json = serde_json::to_string_pretty(history).context("serialising metrics")?;
-    write_atomically(&folder.file("metrics.json"), json.as_bytes())
+    Ok(dl_io::write_atomically(
+        &folder.file("metrics.json"),
+        json.as_bytes(),
+    )?)
 }
 
 /// Read `metrics.json` of an earlier run (empty when it has none).

@@ -4,12 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// Write `bytes` to `path` with [`dl_io::write_atomically`] (temporary file, fsync, rename), so
-/// that a reader never sees a half-written file and a failure leaves the old one in place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(dl_io::write_atomically(path, bytes)?)
-}
-
 /// The files of one training run.
 #[derive(Debug, Clone)]
 pub struct RunFolder {

@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
 use crate::metrics::EpochMetrics;
-use crate::output::{RunFolder, write_atomically};
+use crate::output::RunFolder;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 
@@ -50,7 +50,7 @@ fn render(
             .write_image_data(&pixels)
             .map_err(|e| anyhow!("encoding {}: {e}", path.display()))?;
     }
-    write_atomically(path, &png_bytes)
+    Ok(dl_io::write_atomically(path, &png_bytes)?)
 }
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {

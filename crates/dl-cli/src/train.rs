@@ -18,7 +18,7 @@ use crate::data::{Batch, Batcher, Digits, Split};
 use crate::evaluate::evaluate;
 use crate::metrics::{self, EpochMetrics};
 use crate::model::{DigitModel, default_config, label_tensor, tensor2};
-use crate::output::{Existing, RunFolder, write_atomically};
+use crate::output::{Existing, RunFolder};
 use crate::plot;
 use crate::progress::Reporter;
 
@@ -86,7 +86,7 @@ pub fn train(
             history: Vec::new(),
         }
     };
-    write_atomically(&folder.file("config.toml"), to_toml(config)?.as_bytes())?;
+    dl_io::write_atomically(&folder.file("config.toml"), to_toml(config)?.as_bytes())?;
     let batcher = Batcher {
         batch_size: config.batch_size,
     };

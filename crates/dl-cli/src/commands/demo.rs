@@ -15,7 +15,7 @@ use crate::cli::DemoArgs;
 use crate::config::{ModelKind, OptimizerKind, RunConfig, ScheduleChoice};
 use crate::data::{Digits, Split, default_data_dir};
 use crate::model::DigitModel;
-use crate::output::{Existing, RunFolder, write_atomically};
+use crate::output::{Existing, RunFolder};
 use crate::progress::{LogMode, Reporter};
 use crate::train::{TrainOutcome, train};
 use crate::{commands, plot};
@@ -85,7 +85,7 @@ pub fn run(args: &DemoArgs, stop: &Arc<AtomicBool>) -> Result<bool> {
     let table = summary_table(&rows, started.elapsed().as_secs_f64(), &data);
     println!("{table}");
     std::fs::create_dir_all(&args.out)?;
-    write_atomically(&args.out.join("summary.md"), table.as_bytes())?;
+    dl_io::write_atomically(&args.out.join("summary.md"), table.as_bytes())?;
     comparison_plot(&args.out, &rows)?;
     if !args.quiet {
         println!(

@@ -204,14 +204,10 @@ fn run_rust_side(
     }
     if let Some(features) = &options.features {
         command.args(["--features", features]);
-        // The tch feature builds torch-sys: it needs LibTorch (installed on first use, as for
-        // `cargo xtask parity --backend tch`) at build and run time, and its own target
-        // folder, shared with the parity rerun, so the default build's files are kept.
+        // The tch feature builds torch-sys: LibTorch at build and run time, as for
+        // `cargo xtask parity --backend tch`, in the same build folder.
         if features.split([',', ' ']).any(|f| f.trim() == "tch") {
-            let libtorch = crate::libtorch::ensure(true)?;
-            command
-                .envs(libtorch.env())
-                .env("CARGO_TARGET_DIR", root.join("target/tch"));
+            crate::libtorch::configure_tch_build(&mut command)?;
         }
     }
     command.arg("--");

@@ -233,20 +233,28 @@ pub fn rerun_with_tch(command: &str, args: &[String]) -> Result<Option<()>> {
     if std::env::var_os(RERUN_GUARD).is_some() {
         return Ok(None);
     }
-    let libtorch = ensure(true)?;
-    let root = workspace_root();
-    eprintln!("building xtask with --features tch (first build: several minutes)");
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    configure_tch_build(&mut cargo)?;
+    eprintln!("building xtask with --features tch (first build: several minutes)");
     cargo
-        .current_dir(&root)
+        .current_dir(workspace_root())
         .args(["run", "--quiet", "-p", "xtask", "--features", "tch", "--"])
         .arg(command)
         .args(args)
-        .envs(libtorch.env())
-        .env("CARGO_TARGET_DIR", root.join("target/tch"))
         .env(RERUN_GUARD, "1");
     run(&mut cargo).context("the parity run with LibTorch failed")?;
     Ok(Some(()))
+}
+
+/// Prepare a cargo command that builds with the `tch` feature: LibTorch's environment
+/// (installed on first use) and `target/tch`, the one build folder of every tch build, so that
+/// the default build's files are kept.
+pub fn configure_tch_build(cargo: &mut Command) -> Result<()> {
+    let libtorch = ensure(true)?;
+    cargo
+        .envs(libtorch.env())
+        .env("CARGO_TARGET_DIR", workspace_root().join("target/tch"));
+    Ok(())
 }
 
 /// Quote `value` for a POSIX shell.

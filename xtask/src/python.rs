@@ -56,7 +56,7 @@ pub fn ensure_venv() -> Result<PathBuf> {
     Ok(python)
 }
 
-/// `python -m pip install --quiet <options> <packages>`, quietly and without pip's version check.
+/// `python -m pip install --quiet --disable-pip-version-check <options> <packages>`.
 pub fn pip_install(python: &Path, options: &[&str], packages: &[&str]) -> Result<()> {
     run(Command::new(python)
         .args([

@@ -30,7 +30,9 @@ pub enum BackendKind {
     NdArray,
     /// LibTorch on the CPU, through `burn-tch`.
     Tch,
-    /// LibTorch on the first CUDA GPU, through `burn-tch`.
+    /// LibTorch on the first CUDA GPU, through `burn-tch`. Needs a program linked against
+    /// `libtorch_cuda.so` (docs/backends.md) and an NVIDIA driver; otherwise
+    /// [`BackendKind::device`] says which of the two is missing.
     TchCuda,
     /// wgpu on the default adapter, with Burn's automatic choice of graphics API (Vulkan,
     /// Metal or DirectX; on a machine without a GPU, a software renderer).
@@ -136,7 +138,7 @@ impl BackendKind {
     ///
     /// Returns [`Error::BackendNotCompiled`], naming the cargo feature, when this build does
     /// not include the backend, and [`Error::BackendUnavailable`] when it is compiled in but
-    /// cannot start here (`wgpu-vulkan` without a Vulkan driver).
+    /// cannot start here (`wgpu-vulkan` without a Vulkan driver, `tch-cuda` without CUDA).
     pub fn device(self) -> Result<Device> {
         if !self.is_compiled() {
             return Err(Error::BackendNotCompiled {
@@ -147,6 +149,10 @@ impl BackendKind {
         #[cfg(feature = "wgpu")]
         if self == BackendKind::WgpuVulkan {
             return wgpu_vulkan();
+        }
+        #[cfg(feature = "tch")]
+        if self == BackendKind::TchCuda {
+            libtorch_cuda_available()?;
         }
         Ok(self.compiled_device())
     }
@@ -199,6 +205,32 @@ fn wgpu_vulkan() -> Result<Device> {
             backend: BackendKind::WgpuVulkan.name().to_string(),
             reason,
         })
+}
+
+/// Checks that LibTorch can reach a CUDA device, before the first tensor op would fail inside
+/// LibTorch (burn-tch panics there). `tch::Cuda::is_available()` is false both when the
+/// program was linked without `libtorch_cuda.so` (torch-sys links it only when it is in
+/// `$LIBTORCH/lib`) and when the machine has no driver or GPU: the message tells them apart.
+#[cfg(feature = "tch")]
+fn libtorch_cuda_available() -> Result<()> {
+    if tch::Cuda::is_available() {
+        return Ok(());
+    }
+    let loaded = std::fs::read_to_string("/proc/self/maps")
+        .map(|maps| maps.contains("libtorch_cuda.so"))
+        .unwrap_or(false);
+    let reason = if loaded {
+        "libtorch_cuda.so is loaded but LibTorch finds no CUDA device (no NVIDIA driver or GPU \
+         on this machine?)"
+    } else {
+        "this program is linked against a CPU-only LibTorch (no libtorch_cuda.so); build it \
+         against a LIBTORCH whose lib/ holds libtorch_cuda.so (docs/backends.md, `cargo xtask \
+         gpu-bundle`)"
+    };
+    Err(Error::BackendUnavailable {
+        backend: BackendKind::TchCuda.name().to_string(),
+        reason: reason.to_string(),
+    })
 }
 
 impl Default for BackendKind {
@@ -296,5 +328,22 @@ mod tests {
             assert!(kind.device().is_ok());
             assert!(kind.autodiff_device().expect("device").is_autodiff());
         }
+    }
+
+    /// With a CPU-only LibTorch (the CI build), `tch-cuda` is an error that says how to get
+    /// CUDA, not a panic at the first tensor op.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn tch_cuda_without_cuda_is_an_error_not_a_panic() {
+        if tch::Cuda::is_available() {
+            assert!(BackendKind::TchCuda.device().is_ok());
+            return;
+        }
+        let err = BackendKind::TchCuda.device().unwrap_err();
+        let Error::BackendUnavailable { backend, reason } = &err else {
+            panic!("expected BackendUnavailable, got {err:?}");
+        };
+        assert_eq!(backend, "tch-cuda");
+        assert!(reason.contains("libtorch_cuda.so"), "{reason}");
     }
 }

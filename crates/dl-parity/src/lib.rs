@@ -27,6 +27,6 @@ mod tolerance;
 
 pub use check::{CheckResult, Reference};
 pub use model::ParityModel;
-pub use report::{ParityReport, Skipped, run_parity};
+pub use report::{ParityReport, Skipped, Unavailable, run_parity};
 pub use run::{Outputs, Perturbation, compare_outputs, model_outputs, pytorch_outputs};
 pub use tolerance::Check;

@@ -18,6 +18,16 @@ pub struct Skipped {
     pub feature: String,
 }
 
+/// A backend that is compiled in but could not start on this machine (no GPU, no driver, a
+/// CPU-only LibTorch for `tch-cuda`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Unavailable {
+    /// The backend's name.
+    pub backend: String,
+    /// Why it could not start, in the backend's own words.
+    pub reason: String,
+}
+
 /// The outcome of a parity run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ParityReport {
@@ -25,12 +35,17 @@ pub struct ParityReport {
     pub rows: Vec<CheckResult>,
     /// Backends asked for but not compiled in.
     pub skipped: Vec<Skipped>,
+    /// Backends compiled in and asked for, but unable to start here.
+    pub unavailable: Vec<Unavailable>,
 }
 
 impl ParityReport {
-    /// True when every row passed (skipped backends do not fail the run).
+    /// True when every row passed and every compiled backend that was asked for could start.
+    /// Backends not compiled in do not fail the run (they are a build choice, listed in
+    /// [`ParityReport::skipped`]); a compiled one that cannot start does, since nothing about
+    /// it was checked.
     pub fn passed(&self) -> bool {
-        self.rows.iter().all(|r| r.passed)
+        self.rows.iter().all(|r| r.passed) && self.unavailable.is_empty()
     }
 
     /// The rows that failed.
@@ -65,6 +80,13 @@ impl ParityReport {
                 s.backend, s.feature
             );
         }
+        for u in &self.unavailable {
+            let _ = writeln!(
+                out,
+                "\n{}: **not checked**, could not start here: {}",
+                u.backend, u.reason
+            );
+        }
         let failures: Vec<_> = self.failures().collect();
         if !failures.is_empty() {
             out.push_str("\nFailures:\n");
@@ -87,14 +109,29 @@ impl ParityReport {
 /// Run every model on every backend against PyTorch's fixtures and, for backends other than
 /// flex, against flex's own result.
 ///
-/// Backends not compiled in are listed in [`ParityReport::skipped`] with their cargo feature.
-/// `perturb` changes the PyTorch weights before they are loaded on every backend (tests use
+/// Backends not compiled in are listed in [`ParityReport::skipped`] with their cargo feature,
+/// and compiled ones that cannot start here (their [`BackendKind::device`] fails) in
+/// [`ParityReport::unavailable`] with the reason. `perturb` changes the PyTorch weights before they are loaded on every backend (tests use
 /// it to show that a wrong weight fails the right cells).
 pub fn run_parity(
     fixture: &Fixture,
     models: &[ParityModel],
     backends: &[BackendKind],
     perturb: Option<Perturbation>,
+) -> ParityReport {
+    run_parity_probed(fixture, models, backends, perturb, |b| {
+        b.device().map(|_| ())
+    })
+}
+
+/// [`run_parity`] with the check that a backend can start passed in (tests use it to stand
+/// for a machine without a GPU).
+fn run_parity_probed(
+    fixture: &Fixture,
+    models: &[ParityModel],
+    backends: &[BackendKind],
+    perturb: Option<Perturbation>,
+    probe: impl Fn(BackendKind) -> dl_core::Result<()>,
 ) -> ParityReport {
     let mut report = ParityReport::default();
     let (compiled, missing): (Vec<_>, Vec<_>) =
@@ -106,6 +143,20 @@ pub fn run_parity(
             feature: b.cargo_feature().into(),
         })
         .collect();
+    let mut compiled_and_started = Vec::new();
+    for backend in compiled {
+        match probe(backend) {
+            Ok(()) => compiled_and_started.push(backend),
+            Err(err) => report.unavailable.push(Unavailable {
+                backend: backend.name().into(),
+                reason: match err {
+                    dl_core::Error::BackendUnavailable { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            }),
+        }
+    }
+    let compiled = compiled_and_started;
     for &model in models {
         let expected = match pytorch_outputs(fixture, model) {
             Ok(expected) => expected,
@@ -163,4 +214,37 @@ pub fn run_parity(
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(all(feature = "flex", feature = "ndarray"))]
+    #[test]
+    fn a_backend_that_cannot_start_is_listed_and_fails_the_run() {
+        let fixture = Fixture::open(dl_core::fixtures_dir().join("models.safetensors"))
+            .expect("fixtures/models.safetensors");
+        let backends = [BackendKind::Flex, BackendKind::NdArray];
+        let report = run_parity_probed(&fixture, &[ParityModel::Mlp], &backends, None, |b| {
+            if b == BackendKind::NdArray {
+                Err(dl_core::Error::BackendUnavailable {
+                    backend: b.name().into(),
+                    reason: "no driver on this test machine".into(),
+                })
+            } else {
+                Ok(())
+            }
+        });
+        assert!(report.rows.iter().all(|r| r.backend == "flex" && r.passed));
+        assert!(!report.rows.is_empty());
+        assert_eq!(report.unavailable.len(), 1);
+        assert_eq!(report.unavailable[0].backend, "ndarray");
+        assert!(!report.passed(), "an unchecked backend must not pass");
+        let table = report.to_markdown();
+        assert!(
+            table.contains("ndarray: **not checked**, could not start here: no driver"),
+            "{table}"
+        );
+    }
 }

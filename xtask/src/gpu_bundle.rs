@@ -1,0 +1,500 @@
+//! `cargo xtask gpu-bundle`: a parity binary for a GPU machine that has PyTorch but no network.
+//!
+//! The lent GPU machine (docs/backends.md) has an NVIDIA driver and a PyTorch install
+//! (2.11, CUDA 13) but no Rust toolchain and no network. This command builds, here, an xtask
+//! binary that runs `parity` there:
+//!
+//! 1. downloads that PyTorch version's wheel with `pip download --no-deps` into the
+//!    git-ignored `.whl/` (about 530 MB for 2.11.0);
+//! 2. unpacks its headers and the libraries to link against (CPU and CUDA) into
+//!    `target/libtorch-<version>-cuda/`, a LIBTORCH folder. torch-sys links `torch_cuda`
+//!    because `libtorch_cuda.so` is in its `lib/`;
+//! 3. builds xtask in release with `--features tch,wgpu` into `target/gpu/`, passing the
+//!    linker `--no-as-needed -ltorch_cuda -lc10_cuda` (no Rust code calls into them, so
+//!    `--as-needed` would drop them and LibTorch would see no CUDA) and
+//!    `--allow-shlib-undefined` (their CUDA dependencies are not installed here);
+//! 4. checks with `readelf` that the binary needs `libtorch_cuda.so`, and writes it gzipped
+//!    (78 MB → 19 MB, under the 64 MiB a `device` call carries) as `xtask.gz` with a `BUNDLE`
+//!    file (PyTorch version, commit, features) into `target/gpu-bundle/`.
+//!
+//! No rpath is embedded: `scripts/gpu-parity.sh` sets `LD_LIBRARY_PATH` to the `torch/lib`
+//! of the machine it runs on, after checking that its PyTorch version is the bundle's (a
+//! binary built for 2.9 crashes on 2.11). Each step is skipped when its result is there.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::python::{run, workspace_root};
+
+pub const USAGE: &str = "cargo xtask gpu-bundle [--torch VERSION] [--features LIST] [--out DIR]
+  Builds xtask (release, --features tch,wgpu by default) against the CUDA libraries of the
+  torch==VERSION wheel (default 2.11.0, the version on the lent GPU machine) and puts it with a
+  BUNDLE file into DIR (default target/gpu-bundle). Run it there with scripts/gpu-parity.sh.";
+
+/// The PyTorch version of the lent GPU machine.
+const DEFAULT_TORCH: &str = "2.11.0";
+
+/// The libraries the binary is linked against: the CPU ones torch-sys always links and the
+/// two CUDA ones it must keep.
+const LIBRARIES: &[&str] = &[
+    "libtorch.so",
+    "libtorch_cpu.so",
+    "libc10.so",
+    "libtorch_cuda.so",
+    "libc10_cuda.so",
+    "libgomp.so.1",
+    "libshm.so",
+];
+
+/// The CUDA libraries the binary must name as NEEDED, so that LibTorch registers CUDA.
+const CUDA_LIBRARIES: &[&str] = &["libtorch_cuda.so", "libc10_cuda.so"];
+
+/// Unpacks the headers and `LIBRARIES` of a wheel: argv = wheel, destination, library names.
+const UNPACK_PY: &str = r#"
+import os, shutil, sys, zipfile
+wheel, dest, libs = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+found = set()
+try:
+    z = zipfile.ZipFile(wheel)
+except (OSError, zipfile.BadZipFile) as e:
+    sys.exit(f"{wheel} is not a readable wheel (zip file): {e}; delete it to download it again")
+with z:
+    for info in z.infolist():
+        name = info.filename
+        if name.endswith("/"):
+            continue
+        if name.startswith("torch/include/"):
+            target = os.path.join(dest, "include", name[len("torch/include/"):])
+        elif name.startswith("torch/lib/") and name[len("torch/lib/"):] in libs:
+            found.add(name[len("torch/lib/"):])
+            target = os.path.join(dest, "lib", name[len("torch/lib/"):])
+        else:
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with z.open(info) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+missing = sorted(libs - found)
+if missing:
+    sys.exit(f"{wheel} has no torch/lib/{', torch/lib/'.join(missing)}")
+"#;
+
+/// What `gpu-bundle` was asked to do.
+#[derive(Debug, PartialEq)]
+struct Options {
+    torch: String,
+    features: String,
+    out: PathBuf,
+}
+
+fn parse(all_args: &[String]) -> Result<Options> {
+    let mut options = Options {
+        torch: DEFAULT_TORCH.into(),
+        features: "tch,wgpu".into(),
+        out: workspace_root().join("target/gpu-bundle"),
+    };
+    let mut args = all_args.iter();
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
+        match flag.as_str() {
+            "--torch" => options.torch = value.clone(),
+            "--features" => options.features = value.clone(),
+            "--out" => options.out = PathBuf::from(value),
+            other => bail!("unknown option {other}\n\n{USAGE}"),
+        }
+    }
+    let plain_version = |v: &str| {
+        !v.is_empty()
+            && v.split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if !plain_version(&options.torch) {
+        bail!(
+            "--torch {}: expected a plain PyTorch version such as {DEFAULT_TORCH}",
+            options.torch
+        );
+    }
+    if !options.features.split(',').any(|f| f.trim() == "tch") {
+        bail!(
+            "--features {}: the bundle is for LibTorch with CUDA, so it needs `tch`",
+            options.features
+        );
+    }
+    Ok(options)
+}
+
+pub fn run_command(all_args: &[String]) -> Result<()> {
+    let options = parse(all_args)?;
+    let root = workspace_root();
+    let wheel = download_wheel(&root.join(".whl"), &options.torch)?;
+    let libtorch = root.join(format!("target/libtorch-{}-cuda", options.torch));
+    unpack(&wheel, &libtorch)?;
+
+    let target_dir = root.join("target/gpu");
+    eprintln!(
+        "building xtask (release, --features {}) against {} (first build: 15-25 minutes on 2 cores)",
+        options.features,
+        libtorch.display()
+    );
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .current_dir(&root)
+        .env("LIBTORCH", &libtorch)
+        .env("LIBTORCH_BYPASS_VERSION_CHECK", "1")
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .args(["rustc", "--release", "-p", "xtask", "--bin", "xtask"])
+        .args(["--features", &options.features, "--"])
+        .args(rustc_link_args());
+    run(&mut cargo).context("building the GPU bundle")?;
+
+    let binary = target_dir.join("release/xtask");
+    let needed = needed_libraries(&binary)?;
+    let missing: Vec<_> = CUDA_LIBRARIES
+        .iter()
+        .filter(|lib| !needed.iter().any(|n| n == *lib))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} does not need {missing:?} (NEEDED: {needed:?}); LibTorch would not see CUDA",
+            binary.display()
+        );
+    }
+
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("creating {}", options.out.display()))?;
+    let bundled = options.out.join("xtask.gz");
+    let bytes = std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
+    let compressed = gzip(&bytes)?;
+    dl_io::write_atomically(&bundled, &compressed)?;
+    let glibc = max_glibc(&readelf(&["-V"], &binary)?)
+        .context("readelf -V names no GLIBC_ version the binary needs")?;
+    let manifest = bundle_manifest(&options, &git_commit(&root), &glibc);
+    dl_io::write_atomically(&options.out.join("BUNDLE"), manifest.as_bytes())?;
+    println!(
+        "{} ({:.1} MB, {:.1} MB unpacked) needs {}\n{}\
+         run it on the GPU machine with: bash scripts/gpu-parity.sh {}",
+        bundled.display(),
+        compressed.len() as f64 / 1e6,
+        bytes.len() as f64 / 1e6,
+        needed.join(", "),
+        manifest,
+        options
+            .out
+            .strip_prefix(&root)
+            .unwrap_or(&options.out)
+            .display(),
+    );
+    Ok(())
+}
+
+/// The arguments for the final link only (`cargo rustc -- ...`): keep the CUDA libraries that
+/// no Rust code calls, and let their own CUDA dependencies stay unresolved at link time.
+fn rustc_link_args() -> Vec<String> {
+    let mut args = Vec::new();
+    let mut link_arg = |a: &str| {
+        args.push("-C".to_string());
+        args.push(format!("link-arg={a}"));
+    };
+    link_arg("-Wl,--no-as-needed");
+    for lib in CUDA_LIBRARIES {
+        let name = lib.trim_start_matches("lib").trim_end_matches(".so");
+        link_arg(&format!("-l{name}"));
+    }
+    link_arg("-Wl,--as-needed");
+    link_arg("-Wl,--allow-shlib-undefined");
+    args.push("-C".into());
+    args.push("strip=symbols".into());
+    args
+}
+
+/// `torch-<version>-*.whl` in `dir`, downloaded with pip when it is not there.
+fn download_wheel(dir: &Path, version: &str) -> Result<PathBuf> {
+    if let Some(wheel) = find_wheel(dir, version)? {
+        return Ok(wheel);
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    eprintln!(
+        "downloading torch=={version} (no dependencies) into {}",
+        dir.display()
+    );
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--no-deps", "--only-binary=:all:", "-d"])
+        .arg(dir)
+        .arg(format!("torch=={version}")))
+    .context("downloading the PyTorch wheel (python3 -m pip download)")?;
+    find_wheel(dir, version)?.with_context(|| {
+        format!(
+            "pip reported success but no torch-{version}-*.whl is in {}",
+            dir.display()
+        )
+    })
+}
+
+fn find_wheel(dir: &Path, version: &str) -> Result<Option<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    let prefix = format!("torch-{version}-");
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".whl") {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+/// Unpack the wheel's headers and [`LIBRARIES`] into `dest` (via a temporary folder renamed
+/// at the end, so an interrupted unpack is never taken for a finished one).
+fn unpack(wheel: &Path, dest: &Path) -> Result<()> {
+    if dest.join("include/torch").is_dir()
+        && LIBRARIES.iter().all(|l| dest.join("lib").join(l).is_file())
+    {
+        return Ok(());
+    }
+    let partial = dest.with_extension("partial");
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial)
+            .with_context(|| format!("removing {}", partial.display()))?;
+    }
+    eprintln!(
+        "unpacking headers and {} libraries of {}",
+        LIBRARIES.len(),
+        wheel.display()
+    );
+    run(Command::new("python3")
+        .arg("-c")
+        .arg(UNPACK_PY)
+        .arg(wheel)
+        .arg(&partial)
+        .args(LIBRARIES))
+    .with_context(|| format!("unpacking {}", wheel.display()))?;
+    if dest.exists() {
+        std::fs::remove_dir_all(dest).with_context(|| format!("removing {}", dest.display()))?;
+    }
+    std::fs::rename(&partial, dest)
+        .with_context(|| format!("renaming {} to {}", partial.display(), dest.display()))
+}
+
+/// The NEEDED entries of an ELF binary, read with `readelf -d`.
+fn needed_libraries(binary: &Path) -> Result<Vec<String>> {
+    Ok(parse_needed(&readelf(&["-d"], binary)?))
+}
+
+/// `readelf <flags> <binary>`'s output.
+fn readelf(flags: &[&str], binary: &Path) -> Result<String> {
+    let output = Command::new("readelf")
+        .args(flags)
+        .arg(binary)
+        .output()
+        .context("running readelf (from binutils) to check what the bundle links")?;
+    if !output.status.success() {
+        bail!(
+            "readelf {} {} failed: {}",
+            flags.join(" "),
+            binary.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The newest `GLIBC_x.y` symbol version in `readelf -V` output: the oldest glibc the binary
+/// runs with.
+fn max_glibc(readelf_v: &str) -> Option<String> {
+    readelf_v
+        .split("GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let version: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let parts: Option<Vec<u32>> = version.split('.').map(|p| p.parse().ok()).collect();
+            Some((parts?, version))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, version)| version)
+}
+
+/// The names in `(NEEDED) Shared library: [name]` lines of `readelf -d` output.
+fn parse_needed(readelf: &str) -> Vec<String> {
+    readelf
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| {
+            let start = l.find('[')? + 1;
+            let end = l[start..].find(']')? + start;
+            Some(l[start..end].to_string())
+        })
+        .collect()
+}
+
+/// The `BUNDLE` file: `key=value` lines that scripts/gpu-parity.sh reads.
+fn bundle_manifest(options: &Options, commit: &str, glibc: &str) -> String {
+    format!(
+        "torch={}\nglibc={glibc}\nfeatures={}\ncommit={commit}\n",
+        options.torch, options.features
+    )
+}
+
+/// The commit the bundle was built from, with `-dirty` when the work tree had changes.
+fn git_commit(root: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match (
+        git(&["rev-parse", "--short=12", "HEAD"]),
+        git(&["status", "--porcelain"]),
+    ) {
+        (Some(commit), Some(changes)) if !changes.is_empty() => format!("{commit}-dirty"),
+        (Some(commit), _) => commit,
+        (None, _) => "unknown".into(),
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes)?;
+    Ok(encoder.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_target_the_lent_machine() {
+        let options = parse(&[]).unwrap();
+        assert_eq!(options.torch, "2.11.0");
+        assert_eq!(options.features, "tch,wgpu");
+        assert!(options.out.ends_with("target/gpu-bundle"));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        let err = parse(&args(&["--torch", "2.11.0+cu130"])).unwrap_err();
+        assert!(err.to_string().contains("plain PyTorch version"), "{err}");
+        let err = parse(&args(&["--features", "wgpu"])).unwrap_err();
+        assert!(err.to_string().contains("needs `tch`"), "{err}");
+        let err = parse(&args(&["--torch"])).unwrap_err();
+        assert!(err.to_string().contains("--torch needs a value"), "{err}");
+        let options = parse(&args(&[
+            "--torch",
+            "2.9.0",
+            "--features",
+            "tch",
+            "--out",
+            "/b",
+        ]));
+        assert_eq!(
+            options.unwrap(),
+            Options {
+                torch: "2.9.0".into(),
+                features: "tch".into(),
+                out: "/b".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_cuda_libraries_are_linked_even_though_nothing_calls_them() {
+        let args = rustc_link_args().join(" ");
+        assert_eq!(
+            args,
+            "-C link-arg=-Wl,--no-as-needed -C link-arg=-ltorch_cuda -C link-arg=-lc10_cuda \
+             -C link-arg=-Wl,--as-needed -C link-arg=-Wl,--allow-shlib-undefined -C strip=symbols"
+        );
+    }
+
+    #[test]
+    fn needed_entries_are_read_from_readelf() {
+        let readelf = "\nDynamic section at offset 0x1 contains 3 entries:\n  Tag        Type                         Name/Value\n 0x0000000000000001 (NEEDED)             Shared library: [libtorch_cuda.so]\n 0x0000000000000001 (NEEDED)             Shared library: [libc.so.6]\n 0x000000000000001d (RUNPATH)            Library runpath: [/x]\n";
+        assert_eq!(parse_needed(readelf), vec!["libtorch_cuda.so", "libc.so.6"]);
+    }
+
+    #[test]
+    fn the_bundle_is_plain_gzip() {
+        use std::io::Read;
+        let binary: Vec<u8> = (0..10_000u32).map(|i| (i % 7) as u8).collect();
+        let packed = gzip(&binary).unwrap();
+        assert!(packed.len() < binary.len() / 10);
+        assert_eq!(
+            &packed[..2],
+            &[0x1f, 0x8b],
+            "gzip magic, for `gzip -dc` on the GPU machine"
+        );
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, binary);
+    }
+
+    #[test]
+    fn the_manifest_is_what_the_script_reads() {
+        let options = parse(&[]).unwrap();
+        assert_eq!(
+            bundle_manifest(&options, "abc123", "2.35"),
+            "torch=2.11.0\nglibc=2.35\nfeatures=tch,wgpu\ncommit=abc123\n"
+        );
+    }
+
+    #[test]
+    fn the_oldest_glibc_is_the_newest_symbol_version() {
+        let readelf = "  0x0010:   Name: GLIBC_2.2.5  Flags: none  Version: 8\n\
+                       0f8:  13 (GLIBC_2.35)    8 (GLIBC_2.2.5)  12 (GLIBC_2.3.4)\n\
+                       0x0120:   Name: GLIBC_2.9  Flags: none  Version: 19\n\
+                       0x0130:   Name: GLIBCXX_3.4.26  Flags: none\n";
+        assert_eq!(max_glibc(readelf).as_deref(), Some("2.35"));
+        assert_eq!(max_glibc("no versions"), None);
+    }
+
+    #[test]
+    fn an_interrupted_unpack_is_redone_and_a_wheel_is_found_by_version() {
+        let tmp = std::env::temp_dir().join(format!("xtask-gpu-bundle-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(
+            tmp.join("torch-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl"),
+            b"",
+        )
+        .unwrap();
+        std::fs::write(
+            tmp.join("torch-2.1.0-cp311-cp311-manylinux_2_28_x86_64.whl"),
+            b"",
+        )
+        .unwrap();
+        let found = find_wheel(&tmp, "2.11.0").unwrap().unwrap();
+        assert!(found.ends_with("torch-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl"));
+        assert!(find_wheel(&tmp, "2.9.0").unwrap().is_none());
+        // The empty "wheel" is not a zip file: python's error is reported, with the wheel named,
+        // and nothing is left that looks finished.
+        let dest = tmp.join("libtorch");
+        let err = unpack(&found, &dest).unwrap_err();
+        assert!(format!("{err:#}").contains("unpacking"), "{err:#}");
+        assert!(!dest.exists());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}

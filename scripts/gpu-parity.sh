@@ -79,7 +79,12 @@ grep -E "libtorch_cuda|not found" "$out/ldd.txt"
 
 status=0
 : >"$out/summary.txt"
+features=$(sed -n 's/^features=//p' "$bundle/BUNDLE")
 for backend in tch-cuda wgpu-vulkan wgpu tch; do
+  if ! grep -qw "${backend%%-*}" <<<"${features//,/ }"; then
+    echo "$backend: not in this bundle (features $features)" | tee -a "$out/summary.txt"
+    continue
+  fi
   start=$(date +%s)
   timeout "$limit" "$xtask" parity --backend "flex,$backend" --fixtures fixtures \
     --out "$out/$backend" >"$out/$backend.log" 2>&1

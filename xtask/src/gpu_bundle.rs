@@ -26,7 +26,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::python::{run, workspace_root};
+use crate::args::flag_values;
+use crate::libtorch::CPU_LIBRARIES;
+use crate::python::{pip, run, workspace_root};
 
 pub const USAGE: &str = "cargo xtask gpu-bundle [--torch VERSION] [--features LIST] [--out DIR]
   Builds xtask (release, --features tch,wgpu by default) against the CUDA libraries of the
@@ -36,22 +38,16 @@ pub const USAGE: &str = "cargo xtask gpu-bundle [--torch VERSION] [--features LI
 /// The PyTorch version of the lent GPU machine.
 const DEFAULT_TORCH: &str = "2.11.0";
 
-/// The libraries the binary is linked against: the CPU ones torch-sys always links and the
-/// two CUDA ones it must keep.
-const LIBRARIES: &[&str] = &[
-    "libtorch.so",
-    "libtorch_cpu.so",
-    "libc10.so",
-    "libtorch_cuda.so",
-    "libc10_cuda.so",
-    "libgomp.so.1",
-    "libshm.so",
-];
-
 /// The CUDA libraries the binary must name as NEEDED, so that LibTorch registers CUDA.
 const CUDA_LIBRARIES: &[&str] = &["libtorch_cuda.so", "libc10_cuda.so"];
 
-/// Unpacks the headers and `LIBRARIES` of a wheel: argv = wheel, destination, library names.
+/// The libraries the binary is linked against: the CPU ones every tch build links
+/// ([`CPU_LIBRARIES`]) and the two CUDA ones it must keep.
+fn libraries() -> impl Iterator<Item = &'static str> {
+    CPU_LIBRARIES.iter().chain(CUDA_LIBRARIES).copied()
+}
+
+/// Unpacks the headers and [`libraries`] of a wheel: argv = wheel, destination, library names.
 const UNPACK_PY: &str = r#"
 import os, shutil, sys, zipfile
 wheel, dest, libs = sys.argv[1], sys.argv[2], set(sys.argv[3:])
@@ -94,14 +90,10 @@ fn parse(all_args: &[String]) -> Result<Options> {
         features: "tch,wgpu".into(),
         out: workspace_root().join("target/gpu-bundle"),
     };
-    let mut args = all_args.iter();
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
-        match flag.as_str() {
-            "--torch" => options.torch = value.clone(),
-            "--features" => options.features = value.clone(),
+    for (flag, value) in flag_values(all_args, USAGE)? {
+        match flag {
+            "--torch" => options.torch = value.to_string(),
+            "--features" => options.features = value.to_string(),
             "--out" => options.out = PathBuf::from(value),
             other => bail!("unknown option {other}\n\n{USAGE}"),
         }
@@ -152,16 +144,7 @@ pub fn run_command(all_args: &[String]) -> Result<()> {
 
     let binary = target_dir.join("release/xtask");
     let needed = needed_libraries(&binary)?;
-    let missing: Vec<_> = CUDA_LIBRARIES
-        .iter()
-        .filter(|lib| !needed.iter().any(|n| n == *lib))
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "{} does not need {missing:?} (NEEDED: {needed:?}); LibTorch would not see CUDA",
-            binary.display()
-        );
-    }
+    check_links_cuda(&binary, &needed)?;
 
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
@@ -171,7 +154,7 @@ pub fn run_command(all_args: &[String]) -> Result<()> {
     let bytes = std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
     let compressed = gzip(&bytes)?;
     dl_io::write_atomically(&bundled, &compressed)?;
-    let manifest = bundle_manifest(&options, &git_commit(&root), &glibc);
+    let manifest = bundle_manifest(&options, &crate::git::commit(&root), &glibc);
     dl_io::write_atomically(&options.out.join("BUNDLE"), manifest.as_bytes())?;
     println!(
         "{} ({:.1} MB, {:.1} MB unpacked) needs {}\n{}\
@@ -220,17 +203,13 @@ fn download_wheel(dir: &Path, version: &str) -> Result<PathBuf> {
         "downloading torch=={version} (no dependencies) into {}",
         dir.display()
     );
-    run(Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(["--no-deps", "--only-binary=:all:", "-d"])
-        .arg(dir)
-        .arg(format!("torch=={version}")))
+    let dir_arg = dir.display().to_string();
+    pip(
+        Path::new("python3"),
+        "download",
+        &["--no-deps", "--only-binary=:all:", "-d", &dir_arg],
+        &[&format!("torch=={version}")],
+    )
     .context("downloading the PyTorch wheel (python3 -m pip download)")?;
     find_wheel(dir, version)?.with_context(|| {
         format!(
@@ -255,11 +234,11 @@ fn find_wheel(dir: &Path, version: &str) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
-/// Unpack the wheel's headers and [`LIBRARIES`] into `dest` (via a temporary folder renamed
+/// Unpack the wheel's headers and [`libraries`] into `dest` (via a temporary folder renamed
 /// at the end, so an interrupted unpack is never taken for a finished one).
 fn unpack(wheel: &Path, dest: &Path) -> Result<()> {
     if dest.join("include/torch").is_dir()
-        && LIBRARIES.iter().all(|l| dest.join("lib").join(l).is_file())
+        && libraries().all(|l| dest.join("lib").join(l).is_file())
     {
         return Ok(());
     }
@@ -270,7 +249,7 @@ fn unpack(wheel: &Path, dest: &Path) -> Result<()> {
     }
     eprintln!(
         "unpacking headers and {} libraries of {}",
-        LIBRARIES.len(),
+        libraries().count(),
         wheel.display()
     );
     run(Command::new("python3")
@@ -278,7 +257,7 @@ fn unpack(wheel: &Path, dest: &Path) -> Result<()> {
         .arg(UNPACK_PY)
         .arg(wheel)
         .arg(&partial)
-        .args(LIBRARIES))
+        .args(libraries()))
     .with_context(|| format!("unpacking {}", wheel.display()))?;
     if dest.exists() {
         std::fs::remove_dir_all(dest).with_context(|| format!("removing {}", dest.display()))?;
@@ -290,6 +269,22 @@ fn unpack(wheel: &Path, dest: &Path) -> Result<()> {
 /// The NEEDED entries of an ELF binary, read with `readelf -d`.
 fn needed_libraries(binary: &Path) -> Result<Vec<String>> {
     Ok(parse_needed(&readelf(&["-d"], binary)?))
+}
+
+/// Fails unless `needed` (the binary's NEEDED entries) names every [`CUDA_LIBRARIES`] entry:
+/// without them LibTorch never registers CUDA and `tch-cuda` could not start.
+fn check_links_cuda(binary: &Path, needed: &[String]) -> Result<()> {
+    let missing: Vec<_> = CUDA_LIBRARIES
+        .iter()
+        .filter(|lib| !needed.iter().any(|n| n == *lib))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} does not need {missing:?} (NEEDED: {needed:?}); LibTorch would not see CUDA",
+            binary.display()
+        );
+    }
+    Ok(())
 }
 
 /// `readelf <flags> <binary>`'s output.
@@ -349,27 +344,6 @@ fn bundle_manifest(options: &Options, commit: &str, glibc: &str) -> String {
     )
 }
 
-/// The commit the bundle was built from, with `-dirty` when the work tree had changes.
-fn git_commit(root: &Path) -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .current_dir(root)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match (
-        git(&["rev-parse", "--short=12", "HEAD"]),
-        git(&["status", "--porcelain"]),
-    ) {
-        (Some(commit), Some(changes)) if !changes.is_empty() => format!("{commit}-dirty"),
-        (Some(commit), _) => commit,
-        (None, _) => "unknown".into(),
-    }
-}
-
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -380,10 +354,7 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::args::strings as args;
 
     #[test]
     fn defaults_target_the_lent_machine() {
@@ -460,6 +431,59 @@ mod tests {
             bundle_manifest(&options, "abc123", "2.35"),
             "torch=2.11.0\nglibc=2.35\nfeatures=tch,wgpu\ncommit=abc123\n"
         );
+    }
+
+    #[test]
+    fn a_binary_without_the_cuda_libraries_is_refused() {
+        let needed = args(&["libtorch_cpu.so", "libtorch_cuda.so", "libc.so.6"]);
+        let err = check_links_cuda(Path::new("xtask"), &needed).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("xtask does not need [\"libc10_cuda.so\"]"),
+            "{err}"
+        );
+        let needed = args(&["libc10_cuda.so", "libtorch_cuda.so"]);
+        assert!(check_links_cuda(Path::new("xtask"), &needed).is_ok());
+    }
+
+    /// scripts/gpu-parity.sh with `bundle`, its results in `out`.
+    fn gpu_parity_script(bundle: &Path, out: &Path) -> std::process::Output {
+        Command::new("bash")
+            .arg(workspace_root().join("scripts/gpu-parity.sh"))
+            .arg(bundle)
+            .env("OUT", out)
+            .output()
+            .expect("bash runs")
+    }
+
+    #[test]
+    fn the_script_stops_with_status_2_on_a_missing_bundle_or_too_old_a_glibc() {
+        let tmp = std::env::temp_dir().join(format!("xtask-gpu-script-{}", std::process::id()));
+        let bundle = tmp.join("bundle");
+        std::fs::create_dir_all(&bundle).unwrap();
+
+        let output = gpu_parity_script(&tmp.join("missing"), &tmp.join("out"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("missing/xtask.gz and"), "{stderr}");
+
+        // A bundle that needs a glibc no machine has: refused before anything runs.
+        std::fs::write(
+            bundle.join("xtask.gz"),
+            gzip(b"#!/bin/sh\nexit 0\n").unwrap(),
+        )
+        .unwrap();
+        let options = parse(&[]).unwrap();
+        let manifest = bundle_manifest(&options, "abc123", "999.0");
+        std::fs::write(bundle.join("BUNDLE"), manifest).unwrap();
+        let output = gpu_parity_script(&bundle, &tmp.join("out"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("the bundle needs 999.0 or newer"),
+            "{stderr}"
+        );
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

@@ -32,7 +32,7 @@ const PACKAGES: &[&str] = &[
 ];
 
 /// The libraries a CPU-only program needs; `lib/` of the LIBTORCH folder holds links to these.
-const CPU_LIBRARIES: &[&str] = &[
+pub const CPU_LIBRARIES: &[&str] = &[
     "libtorch.so",
     "libtorch_cpu.so",
     "libc10.so",

@@ -11,9 +11,11 @@
 //! - `gpu-bundle [--torch VERSION]`: a parity binary linked against LibTorch's CUDA libraries,
 //!   for a GPU machine without network (`scripts/gpu-parity.sh` runs it there).
 
+mod args;
 mod bench;
 mod data;
 mod fixtures;
+mod git;
 mod gpu_bundle;
 mod libtorch;
 mod parity;

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use dl_core::{BackendKind, Fixture, fixtures_dir};
 use dl_parity::{ParityModel, run_parity};
 
+use crate::args::flag_values;
 use crate::python::workspace_root;
 
 pub const USAGE: &str =
@@ -36,12 +37,8 @@ fn parse(all_args: &[String]) -> Result<Options> {
         fixtures: fixtures_dir(),
         out: workspace_root().join("target/parity"),
     };
-    let mut args = all_args.iter();
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
-        match flag.as_str() {
+    for (flag, value) in flag_values(all_args, USAGE)? {
+        match flag {
             "--backend" => options.backends = BackendKind::parse_list(value)?,
             "--model" => options.models = ParityModel::parse_list(value)?,
             "--fixtures" => options.fixtures = PathBuf::from(value),
@@ -102,10 +99,7 @@ pub fn run(all_args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::args::strings as args;
 
     #[test]
     fn defaults_are_flex_ndarray_every_model_and_the_workspace_folders() {

@@ -58,14 +58,13 @@ pub fn ensure_venv() -> Result<PathBuf> {
 
 /// `python -m pip install --quiet --disable-pip-version-check <options> <packages>`.
 pub fn pip_install(python: &Path, options: &[&str], packages: &[&str]) -> Result<()> {
+    pip(python, "install", options, packages)
+}
+
+/// `python -m pip <verb> --quiet --disable-pip-version-check <options> <packages>`.
+pub fn pip(python: &Path, verb: &str, options: &[&str], packages: &[&str]) -> Result<()> {
     run(Command::new(python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
+        .args(["-m", "pip", verb, "--quiet", "--disable-pip-version-check"])
         .args(options)
         .args(packages))
 }

@@ -100,8 +100,7 @@ pub struct LstmLayer {
 /// then does one `[B, H] × [H, 4H]` product, a sigmoid over the `i`, `f` and `o` quarters and a
 /// tanh over the `g` quarter (the gates are views into the `4H` axis, so no transcendental
 /// function runs on a value that is not used), and the element-wise cell update. Step outputs
-/// are collected in a `Vec` and stacked once at the end — no
-/// `slice_assign` in the time loop.
+/// are collected in a `Vec` and stacked once at the end — no `slice_assign` in the time loop.
 ///
 /// Under autodiff, Burn 0.22 differentiates a slice by writing its gradient into a zero tensor
 /// the size of the sliced tensor. Cutting `T` single steps straight out of the projection would

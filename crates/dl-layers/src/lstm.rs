@@ -94,6 +94,12 @@ pub struct LstmLayer {
 ///
 /// # Cost per time step
 ///
+/// On Flex (with or without autodiff) the recurrence of each layer and direction is one fused
+/// operation, `dl_kernels::lstm_recurrence`: per step one `[B, H] × [H, 4H]` product and one
+/// vectorised loop for the gates and the cell update, and under autodiff a hand-written
+/// backpropagation through time (see that crate). On the other backends, and with
+/// [`Lstm::fused`] off, the recurrence is composed of tensor operations as follows.
+///
 /// The input projection of all time steps is **one** matrix product per layer and direction,
 /// `[T·B, in] × [in, 4H]`, with `b_ih + b_hh` added once; the weights are transposed once per
 /// forward pass. The projection is cut into its `T` step views once, before the loop. Each step
@@ -142,6 +148,11 @@ pub struct Lstm {
     pub batch_first: bool,
     /// Whether each layer also runs backwards in time.
     pub bidirectional: bool,
+    /// Whether the recurrence uses the fused kernel of `dl-kernels` where the device has one
+    /// (Flex; `true` after [`LstmConfig::init`]). `false` forces the composed tensor-operation
+    /// path on every backend, like `torch.backends.cudnn.enabled = False` does for cuDNN; the
+    /// two agree within f32 rounding (tested below).
+    pub fused: bool,
 }
 
 impl LstmConfig {
@@ -182,6 +193,7 @@ impl LstmConfig {
             num_layers: self.num_layers,
             batch_first: self.batch_first,
             bidirectional: self.bidirectional,
+            fused: true,
         })
     }
 }
@@ -326,6 +338,35 @@ impl Lstm {
             params.folded_bias(),
         )
         .reshape([dims[0], dims[1], 4 * h]);
+        if self.fused {
+            let time_major = if self.batch_first {
+                projected.clone().swap_dims(0, 1)
+            } else {
+                projected.clone()
+            };
+            let w_hh = params.weight_hh.val();
+            if let Some(states) =
+                dl_kernels::lstm_recurrence(&time_major, &w_hh, &h_t, &c_t, reverse)
+            {
+                // [2, T, B, H]: every h_t, then every c_t, in time order.
+                let last = if reverse { 0 } else { t_len - 1 };
+                let final_state = |which: usize| {
+                    states
+                        .clone()
+                        .narrow(0, which, 1)
+                        .narrow(1, last, 1)
+                        .reshape([batch, h])
+                };
+                let (h_last, c_last) = (final_state(0), final_state(1));
+                let out = states.narrow(0, 0, 1).reshape([t_len, batch, h]);
+                let out = if self.batch_first {
+                    out.swap_dims(0, 1)
+                } else {
+                    out
+                };
+                return (out, h_last, c_last);
+            }
+        }
         let w_hh = params.weight_hh.val().transpose(); // [H, 4H], once per forward
 
         let mut steps = Vec::with_capacity(t_len);
@@ -526,6 +567,107 @@ mod tests {
         let (d, _) = lstm.forward(x.clone(), None);
         let (e, _) = lstm.forward(x, None);
         assert_ne!(d.into_data(), e.into_data());
+    }
+
+    /// Outputs, final states and every gradient of the fused recurrence (Flex) against the
+    /// composed path on the same device: rtol 1e-5 for values, 1e-4 for gradients (the products
+    /// are summed in another order, and the gradients of `W_hh` sum over all steps).
+    #[test]
+    fn fused_kernel_matches_the_composed_path() {
+        let device = BackendKind::Flex.autodiff_device().unwrap();
+        // Otherwise both runs below would take the composed path and prove nothing.
+        assert!(dl_kernels::has_fused_lstm(
+            &device,
+            burn::tensor::DType::F32
+        ));
+        assert!(dl_kernels::has_fused_lstm(
+            &BackendKind::Flex.device().unwrap(),
+            burn::tensor::DType::F32
+        ));
+        for (layers, bidirectional, batch_first, bias, with_state) in [
+            (2, true, false, true, true),
+            (2, false, true, true, false),
+            (1, false, false, false, true),
+            (3, true, true, true, false),
+        ] {
+            dl_core::seed_device(&device, 21);
+            let fused = LstmConfig::new(5, 7)
+                .with_num_layers(layers)
+                .with_bidirectional(bidirectional)
+                .with_batch_first(batch_first)
+                .with_bias(bias)
+                .init(&device)
+                .unwrap();
+            let mut composed = fused.clone();
+            composed.fused = false;
+            let x = Tensor::<3>::random([6, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+            let slots = layers * if bidirectional { 2 } else { 1 };
+            let state = with_state.then(|| {
+                let s =
+                    || Tensor::<3>::random([slots, 4, 7], Distribution::Normal(0.0, 1.0), &device);
+                (s(), s())
+            });
+            let run = |lstm: &Lstm| {
+                let x = x.clone().require_grad();
+                let state = state
+                    .clone()
+                    .map(|(h, c)| (h.require_grad(), c.require_grad()));
+                let (out, (h_n, c_n)) = lstm.forward(x.clone(), state.clone());
+                // A loss that weighs every element differently, so no gradient is symmetric.
+                let w =
+                    |t: &Tensor<3>| Tensor::<3>::random(t.dims(), Distribution::Default, &device);
+                dl_core::seed_device(&device, 3);
+                let loss = (out.clone() * w(&out)).sum()
+                    + (h_n.clone() * w(&h_n)).sum()
+                    + (c_n.clone() * w(&c_n)).sum();
+                let grads = loss.backward();
+                let mut params = Vec::new();
+                for layer in &lstm.layers {
+                    params.push(layer.weight_ih.grad(&grads).unwrap());
+                    params.push(layer.weight_hh.grad(&grads).unwrap());
+                    if let (Some(bi), Some(bh)) = (&layer.bias_ih, &layer.bias_hh) {
+                        params.push(bi.grad(&grads).unwrap().unsqueeze::<2>());
+                        params.push(bh.grad(&grads).unwrap().unsqueeze::<2>());
+                    }
+                }
+                let state_grads = state
+                    .as_ref()
+                    .map(|(h0, c0)| (h0.grad(&grads).unwrap(), c0.grad(&grads).unwrap()));
+                (
+                    out.inner(),
+                    h_n.inner(),
+                    c_n.inner(),
+                    x.grad(&grads).unwrap(),
+                    state_grads,
+                    params,
+                )
+            };
+            let (out_f, h_f, c_f, dx_f, ds_f, dp_f) = run(&fused);
+            let (out_c, h_c, c_c, dx_c, ds_c, dp_c) = run(&composed);
+            dl_core::assert_tensor_close!(out_f, out_c, 1e-5, 1e-6);
+            dl_core::assert_tensor_close!(h_f, h_c, 1e-5, 1e-6);
+            dl_core::assert_tensor_close!(c_f, c_c, 1e-5, 1e-6);
+            dl_core::assert_tensor_close!(dx_f, dx_c, 1e-4, 1e-5);
+            if let (Some((dh_f, dc_f)), Some((dh_c, dc_c))) = (ds_f, ds_c) {
+                dl_core::assert_tensor_close!(dh_f, dh_c, 1e-4, 1e-5);
+                dl_core::assert_tensor_close!(dc_f, dc_c, 1e-4, 1e-5);
+            }
+            assert_eq!(dp_f.len(), dp_c.len());
+            for (f, c) in dp_f.into_iter().zip(dp_c) {
+                dl_core::assert_tensor_close!(f, c, 1e-4, 1e-5);
+            }
+            // Inference on the plain device takes the fused forward without autodiff.
+            let plain_fused = fused.valid();
+            let mut plain_composed = plain_fused.clone();
+            plain_composed.fused = false;
+            let x = x.clone().inner();
+            let state = state.clone().map(|(h, c)| (h.inner(), c.inner()));
+            let (a, (ha, ca)) = plain_fused.forward(x.clone(), state.clone());
+            let (b, (hb, cb)) = plain_composed.forward(x, state);
+            dl_core::assert_tensor_close!(a, b, 1e-5, 1e-6);
+            dl_core::assert_tensor_close!(ha, hb, 1e-5, 1e-6);
+            dl_core::assert_tensor_close!(ca, cb, 1e-5, 1e-6);
+        }
     }
 
     #[test]

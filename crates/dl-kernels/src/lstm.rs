@@ -1,0 +1,296 @@
+//! The fused LSTM recurrence as a Burn backend extension.
+//!
+//! [`LstmOps::lstm_recurrence`] runs one layer in one direction over a whole sequence, given
+//! the input projection of every step (`x_t W_ihᵀ + b_ih + b_hh`, one large product the caller
+//! makes with ordinary tensor operations) and the recurrent weight. On Flex it runs the host
+//! kernel of [`crate::lstm_host`]: per step one `[B, H] × [H, 4H]` product (Flex's gemm) and one
+//! vectorised loop for the gates and the cell update. Under autodiff its backward pass is the
+//! hand-written backpropagation through time of the same module, with the gradient of `W_hh`
+//! as one `[4H, T·B] × [T·B, H]` product after the loop, instead of the ~10 recorded
+//! operations per step that the composed LSTM leaves to Burn's autodiff.
+//!
+//! Backends without the kernel (NdArray, LibTorch, wgpu, CUDA) are not routed here:
+//! [`lstm_recurrence`] returns `None` for them and `dl_layers::Lstm` keeps its composed path.
+//!
+//! Numerics against PyTorch: the same equations in the same order per element; `σ` and `tanh`
+//! are the Cephes approximations of [`crate::simd_math`] (within 3e-7 relative of the exact
+//! values, as PyTorch's own vectorised kernels are), and the products go through Flex's gemm, so
+//! results agree with PyTorch's LSTM to f32 rounding (checked in dl-layers' parity tests at
+//! rtol 1e-5 for outputs and 1e-4 for gradients).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+
+use crate::lstm_host::{self, Dims, Recurrent};
+
+/// The fused recurrence, per backend.
+#[backend_extension(Flex, Autodiff)]
+pub trait LstmOps: Backend {
+    /// One LSTM layer in one direction over a sequence.
+    ///
+    /// * `projected` `[T, B, 4H]`: the input projection of every step with both biases, gate
+    ///   order `(i, f, g, o)`;
+    /// * `w_hh` `[4H, H]` (PyTorch's layout); `h0`, `c0` `[B, H]`;
+    /// * `reverse`: process `t = T − 1` first (the backward direction of a bidirectional LSTM).
+    ///
+    /// Returns `[2, T, B, H]`: `h_t` of every step, then `c_t` of every step, in time order.
+    fn lstm_recurrence(
+        projected: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+        reverse: bool,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether [`lstm_recurrence`] has a native kernel for `f32` tensors on `device` (Flex, with or
+/// without autodiff).
+pub fn has_fused_lstm(device: &Device, dtype: DType) -> bool {
+    dtype == DType::F32 && device.clone().inner() == Device::flex()
+}
+
+/// The fused recurrence on tensors, or `None` when their device has no native kernel (see
+/// [`has_fused_lstm`]); shapes as in [`LstmOps::lstm_recurrence`].
+///
+/// ```
+/// use burn::tensor::Tensor;
+///
+/// let device = burn::tensor::Device::flex();
+/// let (t, b, h) = (5, 2, 3);
+/// let projected = Tensor::<3>::zeros([t, b, 4 * h], &device);
+/// let w_hh = Tensor::<2>::zeros([4 * h, h], &device);
+/// let zeros = Tensor::<2>::zeros([b, h], &device);
+/// let states = dl_kernels::lstm_recurrence(&projected, &w_hh, &zeros, &zeros, false)
+///     .expect("flex has the fused kernel");
+/// assert_eq!(states.dims(), [2, t, b, h]);
+/// // All gates 0: c_1 = σ(0) · tanh(0) = 0, and so on.
+/// assert_eq!(states.sum().into_scalar::<f32>(), 0.0);
+/// ```
+pub fn lstm_recurrence(
+    projected: &Tensor<3>,
+    w_hh: &Tensor<2>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+    reverse: bool,
+) -> Option<Tensor<4>> {
+    if !has_fused_lstm(&projected.device(), projected.dtype()) {
+        return None;
+    }
+    let out = <Dispatch as LstmOps>::lstm_recurrence(
+        projected.clone().into_dispatch(),
+        w_hh.clone().into_dispatch(),
+        h0.clone().into_dispatch(),
+        c0.clone().into_dispatch(),
+        reverse,
+    );
+    Some(Tensor::from_dispatch(out))
+}
+
+/// Host access for a backend whose tensors live in host memory.
+pub trait HostTensors: Backend {
+    /// The values of `tensor` as a row-major `f32` vector (no copy when it is contiguous and
+    /// not shared).
+    fn to_host(tensor: FloatTensor<Self>) -> Vec<f32>;
+    /// A tensor holding `values` with `shape`.
+    fn from_host(values: Vec<f32>, shape: Shape) -> FloatTensor<Self>;
+}
+
+impl HostTensors for Flex {
+    fn to_host(tensor: FloatTensor<Self>) -> Vec<f32> {
+        let data = tensor.into_data();
+        match data.dtype() {
+            DType::F32 => data.try_into_vec::<f32>(),
+            _ => data.convert::<f32>().try_into_vec::<f32>(),
+        }
+        .expect("an f32 tensor reads as f32 values")
+    }
+
+    fn from_host(values: Vec<f32>, shape: Shape) -> FloatTensor<Self> {
+        burn::backend::flex::FlexTensor::from_data(TensorData::new(values, shape))
+    }
+}
+
+impl LstmOps for Flex {
+    fn lstm_recurrence(
+        projected: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+        reverse: bool,
+    ) -> FloatTensor<Self> {
+        forward::<Self>(projected, w_hh, h0, c0, reverse, false).0
+    }
+}
+
+/// `W_hh` and the products with it, through the backend's matmul.
+struct Weights<B: Backend> {
+    w_hh: FloatTensor<B>,
+    w_hh_t: FloatTensor<B>,
+    dims: Dims,
+}
+
+impl<B: HostTensors> Weights<B> {
+    fn new(w_hh: FloatTensor<B>, dims: Dims) -> Self {
+        Self {
+            w_hh_t: B::float_transpose(w_hh.clone()),
+            w_hh,
+            dims,
+        }
+    }
+}
+
+impl<B: HostTensors> Recurrent for Weights<B> {
+    fn hidden_to_gates(&self, h: &[f32]) -> Vec<f32> {
+        let h = B::from_host(h.to_vec(), Shape::new([self.dims.batch, self.dims.hidden]));
+        B::to_host(B::float_matmul(h, self.w_hh_t.clone()))
+    }
+
+    fn gates_to_hidden(&self, dz: &[f32]) -> Vec<f32> {
+        let shape = Shape::new([self.dims.batch, 4 * self.dims.hidden]);
+        let dz = B::from_host(dz.to_vec(), shape);
+        B::to_host(B::float_matmul(dz, self.w_hh.clone()))
+    }
+}
+
+fn dims_of<B: Backend>(projected: &FloatTensor<B>) -> Dims {
+    let shape = burn::backend::TensorMetadata::shape(projected);
+    Dims {
+        steps: shape[0],
+        batch: shape[1],
+        hidden: shape[2] / 4,
+    }
+}
+
+/// The forward pass on a host backend: `([2, T, B, H] states, [T, B, 4H] gates if kept)`.
+fn forward<B: HostTensors>(
+    projected: FloatTensor<B>,
+    w_hh: FloatTensor<B>,
+    h0: FloatTensor<B>,
+    c0: FloatTensor<B>,
+    reverse: bool,
+    keep_gates: bool,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let dims = dims_of::<B>(&projected);
+    let weights = Weights::<B>::new(w_hh, dims);
+    let out = lstm_host::forward(
+        dims,
+        &B::to_host(projected),
+        &B::to_host(h0),
+        &B::to_host(c0),
+        reverse,
+        keep_gates,
+        &weights,
+    );
+    let (t, b, h) = (dims.steps, dims.batch, dims.hidden);
+    let states = B::from_host(out.states, Shape::new([2, t, b, h]));
+    let gates = out
+        .gates
+        .map(|g| B::from_host(g, Shape::new([t, b, 4 * h])));
+    (states, gates)
+}
+
+/// What the backward pass keeps from the forward pass.
+#[derive(Debug, Clone)]
+struct Saved<B: Backend> {
+    states: FloatTensor<B>,
+    gates: FloatTensor<B>,
+    w_hh: FloatTensor<B>,
+    h0: FloatTensor<B>,
+    c0: FloatTensor<B>,
+    reverse: bool,
+}
+
+/// Backpropagation through time for [`LstmOps::lstm_recurrence`].
+#[derive(Debug)]
+struct RecurrenceBackward;
+
+impl<B: HostTensors> Backward<B, 4> for RecurrenceBackward {
+    type State = Saved<B>;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let saved = ops.state;
+        let dims = dims_of::<B>(&saved.gates);
+        let weights = Weights::<B>::new(saved.w_hh, dims);
+        let back = lstm_host::backward(
+            dims,
+            &B::to_host(grad),
+            &B::to_host(saved.states),
+            &B::to_host(saved.gates),
+            &B::to_host(saved.h0),
+            &B::to_host(saved.c0),
+            saved.reverse,
+            &weights,
+        );
+        let (t, b, h) = (dims.steps, dims.batch, dims.hidden);
+        let [projected, w_hh, h0, c0] = ops.parents;
+        let d_projected = B::from_host(back.d_projected, Shape::new([t * b, 4 * h]));
+        if let Some(node) = w_hh {
+            // d W_hh = Σ_t dz_tᵀ h_{t−1}: one product over all steps.
+            let h_prev = B::from_host(back.h_prev, Shape::new([t * b, h]));
+            let d_w = B::float_matmul(B::float_transpose(d_projected.clone()), h_prev);
+            grads.register::<B>(node.id, d_w);
+        }
+        if let Some(node) = projected {
+            let shape = Shape::new([t, b, 4 * h]);
+            grads.register::<B>(node.id, B::float_reshape(d_projected, shape));
+        }
+        if let Some(node) = h0 {
+            grads.register::<B>(node.id, B::from_host(back.d_h0, Shape::new([b, h])));
+        }
+        if let Some(node) = c0 {
+            grads.register::<B>(node.id, B::from_host(back.d_c0, Shape::new([b, h])));
+        }
+    }
+}
+
+impl<B: HostTensors + LstmOps, C: CheckpointStrategy> LstmOps for Autodiff<B, C> {
+    fn lstm_recurrence(
+        projected: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+        reverse: bool,
+    ) -> FloatTensor<Self> {
+        let nodes = [projected.node(), w_hh.node(), h0.node(), c0.node()];
+        let prep = RecurrenceBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful();
+        let (projected, w_hh, h0, c0) = (
+            projected.into_primitive(),
+            w_hh.into_primitive(),
+            h0.into_primitive(),
+            c0.into_primitive(),
+        );
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let (states, gates) = forward::<B>(
+                    projected,
+                    w_hh.clone(),
+                    h0.clone(),
+                    c0.clone(),
+                    reverse,
+                    true,
+                );
+                let saved = Saved {
+                    states: states.clone(),
+                    gates: gates.expect("the gates are kept when asked for"),
+                    w_hh,
+                    h0,
+                    c0,
+                    reverse,
+                };
+                prep.finish(saved, states)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::lstm_recurrence(projected, w_hh, h0, c0, reverse))
+            }
+        }
+    }
+}

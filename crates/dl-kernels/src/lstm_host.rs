@@ -1,0 +1,426 @@
+//! The LSTM recurrence of one layer in one direction on host memory: forward over the whole
+//! sequence and backpropagation through time, for backends whose tensors live in host memory.
+//!
+//! Layouts (all row-major `f32`, time-major):
+//! - `projected` `[T, B, 4H]`: `x_t W_ihᵀ + b_ih + b_hh` for every step, gate order `(i, f, g, o)`
+//!   as PyTorch packs them;
+//! - the output `states` `[2, T, B, H]`: `h_t` for every step, then `c_t` for every step, both in
+//!   time order whatever the direction (the reverse direction fills them from `t = T − 1` down);
+//! - `gates` `[T, B, 4H]`: the activated gates `σ(i), σ(f), tanh(g), σ(o)` of every step, kept for
+//!   the backward pass.
+//!
+//! The matrix products go to the backend ([`Recurrent`]); the element-wise work of a step is one
+//! loop per batch row that the compiler vectorises (see [`crate::simd_math`]).
+
+use pulp::{Arch, Simd, WithSimd};
+
+use crate::simd_math::{sigmoid, tanh};
+
+/// Sizes of one recurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dims {
+    /// Time steps `T`.
+    pub steps: usize,
+    /// Sequences `B`.
+    pub batch: usize,
+    /// Hidden features `H`.
+    pub hidden: usize,
+}
+
+impl Dims {
+    /// Values of one `[B, H]` state.
+    pub fn state_len(self) -> usize {
+        self.batch * self.hidden
+    }
+
+    /// Values of one `[B, 4H]` gate block.
+    pub fn gates_len(self) -> usize {
+        4 * self.state_len()
+    }
+
+    /// The step processed `s`-th: `s` forwards, `T − 1 − s` in reverse.
+    fn time(self, s: usize, reverse: bool) -> usize {
+        if reverse { self.steps - 1 - s } else { s }
+    }
+}
+
+/// The two products with the recurrent weight `W_hh` `[4H, H]`.
+pub(crate) trait Recurrent {
+    /// `h W_hhᵀ`: `[B, H]` → `[B, 4H]`.
+    fn hidden_to_gates(&self, h: &[f32]) -> Vec<f32>;
+    /// `dz W_hh`: `[B, 4H]` → `[B, H]`.
+    fn gates_to_hidden(&self, dz: &[f32]) -> Vec<f32>;
+}
+
+/// What the forward pass returns.
+pub(crate) struct Forward {
+    /// `[2, T, B, H]`: every `h_t`, then every `c_t`.
+    pub states: Vec<f32>,
+    /// `[T, B, 4H]` activated gates, when asked for.
+    pub gates: Option<Vec<f32>>,
+}
+
+/// Run the recurrence over the sequence.
+pub(crate) fn forward(
+    dims: Dims,
+    projected: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    reverse: bool,
+    keep_gates: bool,
+    weights: &impl Recurrent,
+) -> Forward {
+    let (n, g) = (dims.state_len(), dims.gates_len());
+    let block = dims.steps * n;
+    let mut states = vec![0.0; 2 * block];
+    let mut gates = vec![0.0; if keep_gates { dims.steps * g } else { g }];
+    let mut h_prev = h0.to_vec();
+    let mut c_prev = c0.to_vec();
+    let arch = Arch::new();
+    for s in 0..dims.steps {
+        let t = dims.time(s, reverse);
+        let recurrent = weights.hidden_to_gates(&h_prev);
+        let (hs, cs) = states.split_at_mut(block);
+        let gate_block = if keep_gates {
+            &mut gates[t * g..][..g]
+        } else {
+            &mut gates[..]
+        };
+        arch.dispatch(CellForward {
+            hidden: dims.hidden,
+            projected: &projected[t * g..][..g],
+            recurrent: &recurrent,
+            c_prev: &c_prev,
+            h: &mut hs[t * n..][..n],
+            c: &mut cs[t * n..][..n],
+            gates: gate_block,
+        });
+        h_prev.copy_from_slice(&hs[t * n..][..n]);
+        c_prev.copy_from_slice(&cs[t * n..][..n]);
+    }
+    Forward {
+        states,
+        gates: keep_gates.then_some(gates),
+    }
+}
+
+/// What the backward pass returns (the gradient of `W_hh` is one product of two of these,
+/// left to the backend: `d_projectedᵀ · h_prev`).
+pub(crate) struct Backward {
+    /// `[T, B, 4H]`: gradient of the pre-activation gates, which is that of `projected`.
+    pub d_projected: Vec<f32>,
+    /// `[T, B, H]`: the hidden state each step started from (`h_0` for the first processed).
+    pub h_prev: Vec<f32>,
+    /// `[B, H]`.
+    pub d_h0: Vec<f32>,
+    /// `[B, H]`.
+    pub d_c0: Vec<f32>,
+}
+
+/// Backpropagation through time. `grad` is the gradient of `states` (`[2, T, B, H]`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    dims: Dims,
+    grad: &[f32],
+    states: &[f32],
+    gates: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    reverse: bool,
+    weights: &impl Recurrent,
+) -> Backward {
+    let (n, g) = (dims.state_len(), dims.gates_len());
+    let block = dims.steps * n;
+    let (hs, cs) = states.split_at(block);
+    let (grad_h, grad_c) = grad.split_at(block);
+    let mut h_prev = vec![0.0; block];
+    for s in 0..dims.steps {
+        let t = dims.time(s, reverse);
+        let from = if s == 0 {
+            h0
+        } else {
+            &hs[dims.time(s - 1, reverse) * n..][..n]
+        };
+        h_prev[t * n..][..n].copy_from_slice(from);
+    }
+    let mut d_projected = vec![0.0; dims.steps * g];
+    let mut dh_next = vec![0.0; n];
+    let mut dc_next = vec![0.0; n];
+    let arch = Arch::new();
+    for s in (0..dims.steps).rev() {
+        let t = dims.time(s, reverse);
+        let c_prev = if s == 0 {
+            c0
+        } else {
+            &cs[dims.time(s - 1, reverse) * n..][..n]
+        };
+        arch.dispatch(CellBackward {
+            hidden: dims.hidden,
+            gates: &gates[t * g..][..g],
+            c: &cs[t * n..][..n],
+            c_prev,
+            grad_h: &grad_h[t * n..][..n],
+            grad_c: &grad_c[t * n..][..n],
+            dh_next: &dh_next,
+            dc_next: &mut dc_next,
+            dz: &mut d_projected[t * g..][..g],
+        });
+        dh_next = weights.gates_to_hidden(&d_projected[t * g..][..g]);
+    }
+    Backward {
+        d_projected,
+        h_prev,
+        d_h0: dh_next,
+        d_c0: dc_next,
+    }
+}
+
+/// One step's gates and cell update, batch row by batch row.
+struct CellForward<'a> {
+    hidden: usize,
+    projected: &'a [f32],
+    recurrent: &'a [f32],
+    c_prev: &'a [f32],
+    h: &'a mut [f32],
+    c: &'a mut [f32],
+    gates: &'a mut [f32],
+}
+
+impl WithSimd for CellForward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let hd = self.hidden;
+        let rows = self
+            .projected
+            .chunks_exact(4 * hd)
+            .zip(self.recurrent.chunks_exact(4 * hd))
+            .zip(self.gates.chunks_exact_mut(4 * hd))
+            .zip(self.c_prev.chunks_exact(hd))
+            .zip(self.h.chunks_exact_mut(hd).zip(self.c.chunks_exact_mut(hd)));
+        for ((((p, r), gate), c_prev), (h, c)) in rows {
+            let (gi, rest) = gate.split_at_mut(hd);
+            let (gf, rest) = rest.split_at_mut(hd);
+            let (gg, go) = rest.split_at_mut(hd);
+            let (pi, pf, pg, po) = quarters(p, hd);
+            let (ri, rf, rg, ro) = quarters(r, hd);
+            let (c_prev, h, c) = (&c_prev[..hd], &mut h[..hd], &mut c[..hd]);
+            for j in 0..hd {
+                let i = sigmoid(pi[j] + ri[j]);
+                let f = sigmoid(pf[j] + rf[j]);
+                let g = tanh(pg[j] + rg[j]);
+                let o = sigmoid(po[j] + ro[j]);
+                let c_new = f * c_prev[j] + i * g;
+                c[j] = c_new;
+                h[j] = o * tanh(c_new);
+                gi[j] = i;
+                gf[j] = f;
+                gg[j] = g;
+                go[j] = o;
+            }
+        }
+    }
+}
+
+/// One step of backpropagation through time, batch row by batch row:
+///
+/// ```text
+/// dh = ∂L/∂h_t (from the output) + dh_next          (dh_next = dz_{t+1} W_hh)
+/// dc = ∂L/∂c_t (from c_n) + dc_next + dh · o · (1 − tanh²(c_t))
+/// dz_i = dc · g · i(1 − i)      dz_f = dc · c_{t−1} · f(1 − f)
+/// dz_g = dc · i · (1 − g²)      dz_o = dh · tanh(c_t) · o(1 − o)
+/// dc_next ← dc · f
+/// ```
+struct CellBackward<'a> {
+    hidden: usize,
+    gates: &'a [f32],
+    c: &'a [f32],
+    c_prev: &'a [f32],
+    grad_h: &'a [f32],
+    grad_c: &'a [f32],
+    dh_next: &'a [f32],
+    dc_next: &'a mut [f32],
+    dz: &'a mut [f32],
+}
+
+impl WithSimd for CellBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let hd = self.hidden;
+        let rows = self
+            .gates
+            .chunks_exact(4 * hd)
+            .zip(self.dz.chunks_exact_mut(4 * hd))
+            .zip(self.c.chunks_exact(hd).zip(self.c_prev.chunks_exact(hd)))
+            .zip(
+                self.grad_h
+                    .chunks_exact(hd)
+                    .zip(self.grad_c.chunks_exact(hd)),
+            )
+            .zip(
+                self.dh_next
+                    .chunks_exact(hd)
+                    .zip(self.dc_next.chunks_exact_mut(hd)),
+            );
+        for ((((gate, dz), (c, c_prev)), (grad_h, grad_c)), (dh_next, dc_next)) in rows {
+            let (gi, gf, gg, go) = quarters(gate, hd);
+            let (dzi, rest) = dz.split_at_mut(hd);
+            let (dzf, rest) = rest.split_at_mut(hd);
+            let (dzg, dzo) = rest.split_at_mut(hd);
+            let (c, c_prev, grad_h, grad_c, dh_next, dc_next) = (
+                &c[..hd],
+                &c_prev[..hd],
+                &grad_h[..hd],
+                &grad_c[..hd],
+                &dh_next[..hd],
+                &mut dc_next[..hd],
+            );
+            for j in 0..hd {
+                let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+                let tc = tanh(c[j]);
+                let dh = grad_h[j] + dh_next[j];
+                let dc = grad_c[j] + dc_next[j] + dh * o * (1.0 - tc * tc);
+                dzi[j] = dc * g * i * (1.0 - i);
+                dzf[j] = dc * c_prev[j] * f * (1.0 - f);
+                dzg[j] = dc * i * (1.0 - g * g);
+                dzo[j] = dh * tc * o * (1.0 - o);
+                dc_next[j] = dc * f;
+            }
+        }
+    }
+}
+
+/// The four `H`-wide quarters of a `4H` row.
+#[inline(always)]
+fn quarters(row: &[f32], hd: usize) -> (&[f32], &[f32], &[f32], &[f32]) {
+    (
+        &row[..hd],
+        &row[hd..2 * hd],
+        &row[2 * hd..3 * hd],
+        &row[3 * hd..4 * hd],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain matrix products for the tests: `W_hh` `[4H, H]` row-major.
+    struct Naive<'a> {
+        w_hh: &'a [f32],
+        dims: Dims,
+    }
+
+    impl Recurrent for Naive<'_> {
+        fn hidden_to_gates(&self, h: &[f32]) -> Vec<f32> {
+            let (b, hd) = (self.dims.batch, self.dims.hidden);
+            let mut out = vec![0.0; b * 4 * hd];
+            for r in 0..b {
+                for k in 0..4 * hd {
+                    out[r * 4 * hd + k] =
+                        (0..hd).map(|j| h[r * hd + j] * self.w_hh[k * hd + j]).sum();
+                }
+            }
+            out
+        }
+
+        fn gates_to_hidden(&self, dz: &[f32]) -> Vec<f32> {
+            let (b, hd) = (self.dims.batch, self.dims.hidden);
+            let mut out = vec![0.0; b * hd];
+            for r in 0..b {
+                for j in 0..hd {
+                    out[r * hd + j] = (0..4 * hd)
+                        .map(|k| dz[r * 4 * hd + k] * self.w_hh[k * hd + j])
+                        .sum();
+                }
+            }
+            out
+        }
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        // A fixed, irregular sequence in (-1, 1).
+        (0..len)
+            .map(|k| ((k as f32 + 1.0) * 0.618_034 * (seed as f32 + 1.3)).sin())
+            .collect()
+    }
+
+    /// L = Σ w_h · h_t + Σ w_c · c_t (fixed weights): its gradient with respect to the states
+    /// is (w_h, w_c), so the backward pass can be checked against central differences.
+    fn loss(
+        dims: Dims,
+        p: &[f32],
+        w: &[f32],
+        h0: &[f32],
+        c0: &[f32],
+        rev: bool,
+        dl: &[f32],
+    ) -> f64 {
+        let fwd = forward(dims, p, h0, c0, rev, false, &Naive { w_hh: w, dims });
+        fwd.states
+            .iter()
+            .zip(dl)
+            .map(|(s, d)| f64::from(*s) * f64::from(*d))
+            .sum()
+    }
+
+    #[test]
+    fn backward_matches_finite_differences_in_both_directions() {
+        let dims = Dims {
+            steps: 4,
+            batch: 2,
+            hidden: 3,
+        };
+        let p = values(dims.steps * dims.gates_len(), 1);
+        let w: Vec<f32> = values(4 * dims.hidden * dims.hidden, 2)
+            .iter()
+            .map(|v| v * 0.5)
+            .collect();
+        let h0 = values(dims.state_len(), 3);
+        let c0 = values(dims.state_len(), 4);
+        let dl = values(2 * dims.steps * dims.state_len(), 5);
+        for rev in [false, true] {
+            let weights = Naive { w_hh: &w, dims };
+            let fwd = forward(dims, &p, &h0, &c0, rev, true, &weights);
+            let gates = fwd.gates.as_deref().unwrap_or_default();
+            let back = backward(dims, &dl, &fwd.states, gates, &h0, &c0, rev, &weights);
+            let eps = 1e-2f32;
+            let numeric = |x: &[f32], k: usize, f: &dyn Fn(&[f32]) -> f64| {
+                let (mut up, mut down) = (x.to_vec(), x.to_vec());
+                up[k] += eps;
+                down[k] -= eps;
+                (f(&up) - f(&down)) / (2.0 * f64::from(eps))
+            };
+            let check = |name: &str, got: f32, want: f64| {
+                assert!(
+                    (f64::from(got) - want).abs() <= 2e-3 * (1.0 + want.abs()),
+                    "{name} (reverse {rev}): analytic {got}, numeric {want}"
+                );
+            };
+            for k in 0..p.len() {
+                let want = numeric(&p, k, &|x| loss(dims, x, &w, &h0, &c0, rev, &dl));
+                check("d_projected", back.d_projected[k], want);
+            }
+            for k in 0..h0.len() {
+                let want = numeric(&h0, k, &|x| loss(dims, &p, &w, x, &c0, rev, &dl));
+                check("d_h0", back.d_h0[k], want);
+                let want = numeric(&c0, k, &|x| loss(dims, &p, &w, &h0, x, rev, &dl));
+                check("d_c0", back.d_c0[k], want);
+            }
+            // d W_hh = d_projectedᵀ · h_prev.
+            let (n4, hd, rows) = (4 * dims.hidden, dims.hidden, dims.steps * dims.batch);
+            for k in 0..n4 {
+                for j in 0..hd {
+                    let got: f32 = (0..rows)
+                        .map(|r| back.d_projected[r * n4 + k] * back.h_prev[r * hd + j])
+                        .sum();
+                    let want = numeric(&w, k * hd + j, &|x| loss(dims, &p, x, &h0, &c0, rev, &dl));
+                    check("d_w_hh", got, want);
+                }
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! `cargo xtask bench [--quick]`: time every model and layer on every compiled Rust backend
-//! and in PyTorch, on this machine in the same run; write `target/bench/results.json`, append
+//! and in PyTorch, on this machine in the same run, plus one epoch of `dl train` per model
+//! against the same loop in PyTorch (`bench_epoch`); write `target/bench/results.json`, append
 //! the run to the history, and render the dashboard `target/bench/dashboard.html`.
 //!
 //! Options:
@@ -24,9 +25,10 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use dl_bench::schema::{Machine, RunResults, SCHEMA_VERSION, SideResults};
+use dl_bench::schema::{Machine, PYTORCH, Record, RunResults, SCHEMA_VERSION, SideResults};
 use dl_bench::{dashboard, history, report};
 
+use crate::bench_epoch::{self, EpochPlan};
 use crate::python::{ensure_venv, run as run_command, workspace_root};
 
 /// Marks around the generated table in docs/performance.md.
@@ -96,6 +98,7 @@ pub fn run(args: &[String]) -> Result<()> {
     if let Some(side) = &pytorch {
         records.extend(side.records.iter().cloned());
     }
+    records.extend(run_epochs(&root, &options, threads, pytorch.is_some())?);
     let results = RunResults {
         schema: SCHEMA_VERSION,
         unix_time,
@@ -225,6 +228,64 @@ fn run_rust_side(
     command.env("RAYON_NUM_THREADS", threads.to_string());
     command.env("OMP_NUM_THREADS", threads.to_string());
     run_command(&mut command).context("running the Rust benchmarks")
+}
+
+/// The epoch cases (`bench_epoch`): `dl train` on flex for every model the filters keep, and
+/// the same epochs in PyTorch when its side ran.
+fn run_epochs(
+    root: &Path,
+    options: &Options,
+    threads: usize,
+    with_pytorch: bool,
+) -> Result<Vec<Record>> {
+    let models: Vec<&str> = bench_epoch::MODELS
+        .into_iter()
+        .filter(|m| {
+            options.filters.is_empty()
+                || options
+                    .filters
+                    .iter()
+                    .any(|f| bench_epoch::case_id(m).contains(f.as_str()))
+        })
+        .collect();
+    let flex = options
+        .backends
+        .as_deref()
+        .is_none_or(|list| list.split(',').any(|b| b.trim() == "flex"));
+    if models.is_empty() || !flex {
+        return Ok(Vec::new());
+    }
+    let plan = if options.quick {
+        EpochPlan::QUICK
+    } else {
+        EpochPlan::FULL
+    };
+    let dl = bench_epoch::build_dl(root, options.quick)?;
+    let python = root.join(".venv/bin/python");
+    let mut records = Vec::new();
+    for model in models {
+        let ours = bench_epoch::run_dl(root, &dl, plan, model, threads)?;
+        eprintln!(
+            "{:<36} {:<8} {:>9.1} ms (median of {})",
+            ours.id,
+            "flex",
+            ours.median_ns / 1e6,
+            ours.repetitions
+        );
+        records.push(ours);
+        if with_pytorch {
+            let theirs = bench_epoch::run_pytorch(root, &python, plan, model, threads)?;
+            eprintln!(
+                "{:<36} {:<8} {:>9.1} ms (median of {})",
+                theirs.id,
+                PYTORCH,
+                theirs.median_ns / 1e6,
+                theirs.repetitions
+            );
+            records.push(theirs);
+        }
+    }
+    Ok(records)
 }
 
 /// Run benches/pytorch/bench.py on the plan, unless told not to or (quick mode) PyTorch is

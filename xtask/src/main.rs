@@ -13,6 +13,7 @@
 
 mod args;
 mod bench;
+mod bench_epoch;
 mod data;
 mod fixtures;
 mod git;

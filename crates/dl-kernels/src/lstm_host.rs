@@ -14,7 +14,7 @@
 
 use pulp::{Arch, Simd, WithSimd};
 
-use crate::simd_math::{sigmoid, tanh};
+use crate::simd_math::{load, sigmoid, store, tanh};
 
 /// Sizes of one recurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +175,8 @@ pub(crate) fn backward(
     }
 }
 
-/// One step's gates and cell update, batch row by batch row.
+/// One step's gates and cell update, batch row by batch row, one SIMD register of hidden
+/// units at a time (the last one partial when `H` is not a multiple of the lane count).
 struct CellForward<'a> {
     hidden: usize,
     projected: &'a [f32],
@@ -190,7 +191,7 @@ impl WithSimd for CellForward<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
+    fn with_simd<S: Simd>(self, s: S) {
         let hd = self.hidden;
         let rows = self
             .projected
@@ -200,30 +201,30 @@ impl WithSimd for CellForward<'_> {
             .zip(self.c_prev.chunks_exact(hd))
             .zip(self.h.chunks_exact_mut(hd).zip(self.c.chunks_exact_mut(hd)));
         for ((((p, r), gate), c_prev), (h, c)) in rows {
-            let (gi, rest) = gate.split_at_mut(hd);
-            let (gf, rest) = rest.split_at_mut(hd);
-            let (gg, go) = rest.split_at_mut(hd);
-            let (pi, pf, pg, po) = quarters(p, hd);
-            let (ri, rf, rg, ro) = quarters(r, hd);
-            let (c_prev, h, c) = (&c_prev[..hd], &mut h[..hd], &mut c[..hd]);
-            for j in 0..hd {
-                let i = sigmoid(pi[j] + ri[j]);
-                let f = sigmoid(pf[j] + rf[j]);
-                let g = tanh(pg[j] + rg[j]);
-                let o = sigmoid(po[j] + ro[j]);
-                let c_new = f * c_prev[j] + i * g;
-                c[j] = c_new;
-                h[j] = o * tanh(c_new);
-                gi[j] = i;
-                gf[j] = f;
-                gg[j] = g;
-                go[j] = o;
+            for start in (0..hd).step_by(S::F32_LANES) {
+                let end = (start + S::F32_LANES).min(hd);
+                // Pre-activation of gate `q` (0 = i, 1 = f, 2 = g, 3 = o) for this register.
+                let z = |q: usize| {
+                    let range = q * hd + start..q * hd + end;
+                    s.add_f32s(load(s, &p[range.clone()]), load(s, &r[range]))
+                };
+                let i = sigmoid(s, z(0));
+                let f = sigmoid(s, z(1));
+                let g = tanh(s, z(2));
+                let o = sigmoid(s, z(3));
+                let c_new = s.mul_add_f32s(f, load(s, &c_prev[start..end]), s.mul_f32s(i, g));
+                store(s, &mut c[start..end], c_new);
+                store(s, &mut h[start..end], s.mul_f32s(o, tanh(s, c_new)));
+                for (q, value) in [i, f, g, o].into_iter().enumerate() {
+                    store(s, &mut gate[q * hd + start..q * hd + end], value);
+                }
             }
         }
     }
 }
 
-/// One step of backpropagation through time, batch row by batch row:
+/// One step of backpropagation through time, batch row by batch row, one SIMD register of
+/// hidden units at a time:
 ///
 /// ```text
 /// dh = ∂L/∂h_t (from the output) + dh_next          (dh_next = dz_{t+1} W_hh)
@@ -248,7 +249,7 @@ impl WithSimd for CellBackward<'_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
+    fn with_simd<S: Simd>(self, s: S) {
         let hd = self.hidden;
         let rows = self
             .gates
@@ -265,43 +266,32 @@ impl WithSimd for CellBackward<'_> {
                     .chunks_exact(hd)
                     .zip(self.dc_next.chunks_exact_mut(hd)),
             );
+        let one = s.splat_f32s(1.0);
+        // x · (1 − x), the derivative of σ in terms of its value.
+        let slope = |x: S::f32s| s.mul_f32s(x, s.sub_f32s(one, x));
         for ((((gate, dz), (c, c_prev)), (grad_h, grad_c)), (dh_next, dc_next)) in rows {
-            let (gi, gf, gg, go) = quarters(gate, hd);
-            let (dzi, rest) = dz.split_at_mut(hd);
-            let (dzf, rest) = rest.split_at_mut(hd);
-            let (dzg, dzo) = rest.split_at_mut(hd);
-            let (c, c_prev, grad_h, grad_c, dh_next, dc_next) = (
-                &c[..hd],
-                &c_prev[..hd],
-                &grad_h[..hd],
-                &grad_c[..hd],
-                &dh_next[..hd],
-                &mut dc_next[..hd],
-            );
-            for j in 0..hd {
-                let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
-                let tc = tanh(c[j]);
-                let dh = grad_h[j] + dh_next[j];
-                let dc = grad_c[j] + dc_next[j] + dh * o * (1.0 - tc * tc);
-                dzi[j] = dc * g * i * (1.0 - i);
-                dzf[j] = dc * c_prev[j] * f * (1.0 - f);
-                dzg[j] = dc * i * (1.0 - g * g);
-                dzo[j] = dh * tc * o * (1.0 - o);
-                dc_next[j] = dc * f;
+            for start in (0..hd).step_by(S::F32_LANES) {
+                let end = (start + S::F32_LANES).min(hd);
+                let gate_at = |q: usize| load(s, &gate[q * hd + start..q * hd + end]);
+                let (i, f, g, o) = (gate_at(0), gate_at(1), gate_at(2), gate_at(3));
+                let tc = tanh(s, load(s, &c[start..end]));
+                let dh = s.add_f32s(load(s, &grad_h[start..end]), load(s, &dh_next[start..end]));
+                let dc_out = s.mul_f32s(s.mul_f32s(dh, o), s.negate_mul_add_f32s(tc, tc, one));
+                let dc = s.add_f32s(
+                    s.add_f32s(load(s, &grad_c[start..end]), load(s, &dc_next[start..end])),
+                    dc_out,
+                );
+                let dz_i = s.mul_f32s(s.mul_f32s(dc, g), slope(i));
+                let dz_f = s.mul_f32s(s.mul_f32s(dc, load(s, &c_prev[start..end])), slope(f));
+                let dz_g = s.mul_f32s(s.mul_f32s(dc, i), s.negate_mul_add_f32s(g, g, one));
+                let dz_o = s.mul_f32s(s.mul_f32s(dh, tc), slope(o));
+                for (q, value) in [dz_i, dz_f, dz_g, dz_o].into_iter().enumerate() {
+                    store(s, &mut dz[q * hd + start..q * hd + end], value);
+                }
+                store(s, &mut dc_next[start..end], s.mul_f32s(dc, f));
             }
         }
     }
-}
-
-/// The four `H`-wide quarters of a `4H` row.
-#[inline(always)]
-fn quarters(row: &[f32], hd: usize) -> (&[f32], &[f32], &[f32], &[f32]) {
-    (
-        &row[..hd],
-        &row[hd..2 * hd],
-        &row[2 * hd..3 * hd],
-        &row[3 * hd..4 * hd],
-    )
 }
 
 #[cfg(test)]

@@ -20,12 +20,26 @@ mod lstm_host;
 pub mod simd_math;
 
 #[cfg(any(feature = "flex", feature = "ndarray"))]
-pub use lstm::{HostTensors, LstmOps, has_fused_lstm, lstm_recurrence};
+pub use lstm::{
+    HostTensors, LstmOps, has_fused_lstm, lstm_recurrence, lstm_recurrence_batch_first,
+};
 
 /// Without the `flex` and `ndarray` features no backend has a fused LSTM.
 #[cfg(not(any(feature = "flex", feature = "ndarray")))]
 pub fn has_fused_lstm(_device: &burn::tensor::Device, _dtype: burn::tensor::DType) -> bool {
     false
+}
+
+/// Without the `flex` and `ndarray` features no backend has a fused LSTM: always `None`.
+#[cfg(not(any(feature = "flex", feature = "ndarray")))]
+pub fn lstm_recurrence_batch_first(
+    _projected: &burn::tensor::Tensor<3>,
+    _w_hh: &burn::tensor::Tensor<2>,
+    _h0: &burn::tensor::Tensor<2>,
+    _c0: &burn::tensor::Tensor<2>,
+    _reverse: bool,
+) -> Option<burn::tensor::Tensor<4>> {
+    None
 }
 
 /// Without the `flex` and `ndarray` features no backend has a fused LSTM: always `None`.

@@ -47,7 +47,8 @@ pub trait LstmOps: Backend {
     /// * `projected` `[T, B, 4H]`: the input projection of every step with both biases, gate
     ///   order `(i, f, g, o)`;
     /// * `w_hh` `[4H, H]` (PyTorch's layout); `h0`, `c0` `[B, H]`;
-    /// * `reverse`: process `t = T − 1` first (the backward direction of a bidirectional LSTM).
+    /// * `reverse`: process `t = T − 1` first (the backward direction of a bidirectional LSTM);
+    /// * `batch_first`: `projected` is `[B, T, 4H]` and the result `[2, B, T, H]`.
     ///
     /// Returns `[2, T, B, H]`: `h_t` of every step, then `c_t` of every step, in time order.
     fn lstm_recurrence(
@@ -56,6 +57,7 @@ pub trait LstmOps: Backend {
         h0: FloatTensor<Self>,
         c0: FloatTensor<Self>,
         reverse: bool,
+        batch_first: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -79,7 +81,8 @@ pub fn has_fused_lstm(device: &Device, dtype: DType) -> bool {
 }
 
 /// The fused recurrence on tensors, or `None` when their device has no native kernel (see
-/// [`has_fused_lstm`]); shapes as in [`LstmOps::lstm_recurrence`].
+/// [`has_fused_lstm`]); shapes as in [`LstmOps::lstm_recurrence`] (time-major here; the
+/// batch-first layout is [`lstm_recurrence_batch_first`]).
 ///
 /// ```
 /// use burn::tensor::Tensor;
@@ -102,6 +105,41 @@ pub fn lstm_recurrence(
     c0: &Tensor<2>,
     reverse: bool,
 ) -> Option<Tensor<4>> {
+    recurrence(projected, w_hh, h0, c0, reverse, false)
+}
+
+/// [`lstm_recurrence`] for a batch-first layer: `projected` `[B, T, 4H]`, result
+/// `[2, B, T, H]`, so that a batch-first LSTM never transposes its activations.
+///
+/// ```
+/// use burn::tensor::Tensor;
+///
+/// let device = burn::tensor::Device::flex();
+/// let projected = Tensor::<3>::zeros([2, 5, 12], &device); // [B, T, 4H]
+/// let w_hh = Tensor::<2>::zeros([12, 3], &device);
+/// let zeros = Tensor::<2>::zeros([2, 3], &device);
+/// let states =
+///     dl_kernels::lstm_recurrence_batch_first(&projected, &w_hh, &zeros, &zeros, true).unwrap();
+/// assert_eq!(states.dims(), [2, 2, 5, 3]);
+/// ```
+pub fn lstm_recurrence_batch_first(
+    projected: &Tensor<3>,
+    w_hh: &Tensor<2>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+    reverse: bool,
+) -> Option<Tensor<4>> {
+    recurrence(projected, w_hh, h0, c0, reverse, true)
+}
+
+fn recurrence(
+    projected: &Tensor<3>,
+    w_hh: &Tensor<2>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+    reverse: bool,
+    batch_first: bool,
+) -> Option<Tensor<4>> {
     if !has_fused_lstm(&projected.device(), projected.dtype()) {
         return None;
     }
@@ -111,6 +149,7 @@ pub fn lstm_recurrence(
         h0.clone().into_dispatch(),
         c0.clone().into_dispatch(),
         reverse,
+        batch_first,
     );
     Some(Tensor::from_dispatch(out))
 }
@@ -182,8 +221,10 @@ macro_rules! host_lstm_ops {
                 h0: FloatTensor<Self>,
                 c0: FloatTensor<Self>,
                 reverse: bool,
+                batch_first: bool,
             ) -> FloatTensor<Self> {
-                forward::<Self>(projected, w_hh, h0, c0, reverse, false).0
+                let dims = dims_of::<Self>(&projected, batch_first);
+                forward::<Self>(dims, projected, w_hh, h0, c0, reverse, false).0
             }
         }
     };
@@ -224,17 +265,33 @@ impl<B: HostTensors> Recurrent for Weights<B> {
     }
 }
 
-fn dims_of<B: Backend>(projected: &FloatTensor<B>) -> Dims {
+fn dims_of<B: Backend>(projected: &FloatTensor<B>, batch_first: bool) -> Dims {
     let shape = burn::backend::TensorMetadata::shape(projected);
+    let (steps, batch) = if batch_first {
+        (shape[1], shape[0])
+    } else {
+        (shape[0], shape[1])
+    };
     Dims {
-        steps: shape[0],
-        batch: shape[1],
+        steps,
+        batch,
         hidden: shape[2] / 4,
+        batch_first,
     }
 }
 
-/// The forward pass on a host backend: `([2, T, B, H] states, [T, B, 4H] gates if kept)`.
+/// `[T, B, inner]` or `[B, T, inner]`.
+fn sequence_shape(dims: Dims, inner: usize) -> [usize; 3] {
+    if dims.batch_first {
+        [dims.batch, dims.steps, inner]
+    } else {
+        [dims.steps, dims.batch, inner]
+    }
+}
+
+/// The forward pass on a host backend: `(states, [T, B, 4H] gates if kept)`.
 fn forward<B: HostTensors>(
+    dims: Dims,
     projected: FloatTensor<B>,
     w_hh: FloatTensor<B>,
     h0: FloatTensor<B>,
@@ -242,7 +299,6 @@ fn forward<B: HostTensors>(
     reverse: bool,
     keep_gates: bool,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
-    let dims = dims_of::<B>(&projected);
     let weights = Weights::<B>::new(w_hh, dims);
     let out = lstm_host::forward(
         dims,
@@ -254,7 +310,8 @@ fn forward<B: HostTensors>(
         &weights,
     );
     let (t, b, h) = (dims.steps, dims.batch, dims.hidden);
-    let states = B::from_host(out.states, Shape::new([2, t, b, h]));
+    let [d0, d1, _] = sequence_shape(dims, h);
+    let states = B::from_host(out.states, Shape::new([2, d0, d1, h]));
     let gates = out
         .gates
         .map(|g| B::from_host(g, Shape::new([t, b, 4 * h])));
@@ -270,6 +327,7 @@ struct Saved<B: Backend> {
     h0: FloatTensor<B>,
     c0: FloatTensor<B>,
     reverse: bool,
+    dims: Dims,
 }
 
 /// Backpropagation through time for [`LstmOps::lstm_recurrence`].
@@ -282,7 +340,7 @@ impl<B: HostTensors> Backward<B, 4> for RecurrenceBackward {
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
         let saved = ops.state;
-        let dims = dims_of::<B>(&saved.gates);
+        let dims = saved.dims;
         let weights = Weights::<B>::new(saved.w_hh, dims);
         let back = lstm_host::backward(
             dims,
@@ -304,7 +362,7 @@ impl<B: HostTensors> Backward<B, 4> for RecurrenceBackward {
             grads.register::<B>(node.id, d_w);
         }
         if let Some(node) = projected {
-            let shape = Shape::new([t, b, 4 * h]);
+            let shape = Shape::new(sequence_shape(dims, 4 * h));
             grads.register::<B>(node.id, B::float_reshape(d_projected, shape));
         }
         if let Some(node) = h0 {
@@ -323,6 +381,7 @@ impl<B: HostTensors + LstmOps, C: CheckpointStrategy> LstmOps for Autodiff<B, C>
         h0: FloatTensor<Self>,
         c0: FloatTensor<Self>,
         reverse: bool,
+        batch_first: bool,
     ) -> FloatTensor<Self> {
         let nodes = [projected.node(), w_hh.node(), h0.node(), c0.node()];
         let prep = RecurrenceBackward
@@ -337,7 +396,9 @@ impl<B: HostTensors + LstmOps, C: CheckpointStrategy> LstmOps for Autodiff<B, C>
         );
         match prep {
             OpsKind::Tracked(prep) => {
+                let dims = dims_of::<B>(&projected, batch_first);
                 let (states, gates) = forward::<B>(
+                    dims,
                     projected,
                     w_hh.clone(),
                     h0.clone(),
@@ -352,12 +413,18 @@ impl<B: HostTensors + LstmOps, C: CheckpointStrategy> LstmOps for Autodiff<B, C>
                     h0,
                     c0,
                     reverse,
+                    dims,
                 };
                 prep.finish(saved, states)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::lstm_recurrence(projected, w_hh, h0, c0, reverse))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(B::lstm_recurrence(
+                projected,
+                w_hh,
+                h0,
+                c0,
+                reverse,
+                batch_first,
+            )),
         }
     }
 }

@@ -1,22 +1,24 @@
 //! The LSTM recurrence of one layer in one direction on host memory: forward over the whole
 //! sequence and backpropagation through time, for backends whose tensors live in host memory.
 //!
-//! Layouts (all row-major `f32`, time-major):
-//! - `projected` `[T, B, 4H]`: `x_t W_ihᵀ + b_ih + b_hh` for every step, gate order `(i, f, g, o)`
-//!   as PyTorch packs them;
-//! - the output `states` `[2, T, B, H]`: `h_t` for every step, then `c_t` for every step, both in
-//!   time order whatever the direction (the reverse direction fills them from `t = T − 1` down);
-//! - `gates` `[T, B, 4H]`: the activated gates `σ(i), σ(f), tanh(g), σ(o)` of every step, kept for
-//!   the backward pass.
+//! Layouts (all row-major `f32`), time-major or batch-first as the layer's input is, so that a
+//! batch-first LSTM never transposes its activations:
+//! - `projected` `[T, B, 4H]` or `[B, T, 4H]`: `x_t W_ihᵀ + b_ih + b_hh` for every step, gate
+//!   order `(i, f, g, o)` as PyTorch packs them;
+//! - the output `states` `[2, T, B, H]` or `[2, B, T, H]`: `h_t` for every step, then `c_t` for
+//!   every step, both in time order whatever the direction (the reverse direction fills them
+//!   from `t = T − 1` down);
+//! - `gates` `[T, B, 4H]` (always time-major, private to the two passes): the activated gates
+//!   `σ(i), σ(f), tanh(g), σ(o)` of every step, kept for the backward pass.
 //!
 //! The matrix products go to the backend ([`Recurrent`]); the element-wise work of a step is one
-//! loop per batch row that the compiler vectorises (see [`crate::simd_math`]).
+//! pass over the batch rows in SIMD registers (see [`crate::simd_math`]).
 
 use pulp::{Arch, Simd, WithSimd};
 
 use crate::simd_math::{load, sigmoid, store, tanh};
 
-/// Sizes of one recurrence.
+/// Sizes and layout of one recurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dims {
     /// Time steps `T`.
@@ -25,6 +27,8 @@ pub(crate) struct Dims {
     pub batch: usize,
     /// Hidden features `H`.
     pub hidden: usize,
+    /// `[B, T, ·]` instead of `[T, B, ·]` for `projected`, `states` and their gradients.
+    pub batch_first: bool,
 }
 
 impl Dims {
@@ -42,6 +46,15 @@ impl Dims {
     fn time(self, s: usize, reverse: bool) -> usize {
         if reverse { self.steps - 1 - s } else { s }
     }
+
+    /// Where the row of sequence `b` at step `t` starts, in rows of the caller's layout.
+    fn row(self, t: usize, b: usize) -> usize {
+        if self.batch_first {
+            b * self.steps + t
+        } else {
+            t * self.batch + b
+        }
+    }
 }
 
 /// The two products with the recurrent weight `W_hh` `[4H, H]`.
@@ -54,7 +67,7 @@ pub(crate) trait Recurrent {
 
 /// What the forward pass returns.
 pub(crate) struct Forward {
-    /// `[2, T, B, H]`: every `h_t`, then every `c_t`.
+    /// `[2, T, B, H]` or `[2, B, T, H]`: every `h_t`, then every `c_t`.
     pub states: Vec<f32>,
     /// `[T, B, 4H]` activated gates, when asked for.
     pub gates: Option<Vec<f32>>,
@@ -87,16 +100,16 @@ pub(crate) fn forward(
             &mut gates[..]
         };
         arch.dispatch(CellForward {
-            hidden: dims.hidden,
-            projected: &projected[t * g..][..g],
+            dims,
+            t,
+            projected,
             recurrent: &recurrent,
-            c_prev: &c_prev,
-            h: &mut hs[t * n..][..n],
-            c: &mut cs[t * n..][..n],
+            h_prev: &mut h_prev,
+            c_prev: &mut c_prev,
+            hs,
+            cs,
             gates: gate_block,
         });
-        h_prev.copy_from_slice(&hs[t * n..][..n]);
-        c_prev.copy_from_slice(&cs[t * n..][..n]);
     }
     Forward {
         states,
@@ -107,9 +120,10 @@ pub(crate) fn forward(
 /// What the backward pass returns (the gradient of `W_hh` is one product of two of these,
 /// left to the backend: `d_projectedᵀ · h_prev`).
 pub(crate) struct Backward {
-    /// `[T, B, 4H]`: gradient of the pre-activation gates, which is that of `projected`.
+    /// Gradient of the pre-activation gates, which is that of `projected` (same layout).
     pub d_projected: Vec<f32>,
-    /// `[T, B, H]`: the hidden state each step started from (`h_0` for the first processed).
+    /// The hidden state each step started from (`h_0` for the first processed), one `H` row per
+    /// row of `d_projected`, in the same order.
     pub h_prev: Vec<f32>,
     /// `[B, H]`.
     pub d_h0: Vec<f32>,
@@ -117,7 +131,7 @@ pub(crate) struct Backward {
     pub d_c0: Vec<f32>,
 }
 
-/// Backpropagation through time. `grad` is the gradient of `states` (`[2, T, B, H]`).
+/// Backpropagation through time. `grad` is the gradient of `states`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     dims: Dims,
@@ -129,43 +143,49 @@ pub(crate) fn backward(
     reverse: bool,
     weights: &impl Recurrent,
 ) -> Backward {
-    let (n, g) = (dims.state_len(), dims.gates_len());
+    let (n, g, hd) = (dims.state_len(), dims.gates_len(), dims.hidden);
     let block = dims.steps * n;
     let (hs, cs) = states.split_at(block);
     let (grad_h, grad_c) = grad.split_at(block);
+    // h_{t−1} (or h_0) per row, and c_{t−1} (or c_0) gathered per step below.
     let mut h_prev = vec![0.0; block];
     for s in 0..dims.steps {
         let t = dims.time(s, reverse);
-        let from = if s == 0 {
-            h0
-        } else {
-            &hs[dims.time(s - 1, reverse) * n..][..n]
-        };
-        h_prev[t * n..][..n].copy_from_slice(from);
+        for b in 0..dims.batch {
+            let from = if s == 0 {
+                &h0[b * hd..][..hd]
+            } else {
+                &hs[dims.row(dims.time(s - 1, reverse), b) * hd..][..hd]
+            };
+            h_prev[dims.row(t, b) * hd..][..hd].copy_from_slice(from);
+        }
     }
     let mut d_projected = vec![0.0; dims.steps * g];
+    let mut dz = vec![0.0; g];
     let mut dh_next = vec![0.0; n];
     let mut dc_next = vec![0.0; n];
     let arch = Arch::new();
     for s in (0..dims.steps).rev() {
         let t = dims.time(s, reverse);
-        let c_prev = if s == 0 {
-            c0
-        } else {
-            &cs[dims.time(s - 1, reverse) * n..][..n]
-        };
+        let prev = (s > 0).then(|| dims.time(s - 1, reverse));
         arch.dispatch(CellBackward {
-            hidden: dims.hidden,
+            dims,
+            t,
+            prev,
+            c0,
             gates: &gates[t * g..][..g],
-            c: &cs[t * n..][..n],
-            c_prev,
-            grad_h: &grad_h[t * n..][..n],
-            grad_c: &grad_c[t * n..][..n],
+            cs,
+            grad_h,
+            grad_c,
             dh_next: &dh_next,
             dc_next: &mut dc_next,
-            dz: &mut d_projected[t * g..][..g],
+            dz: &mut dz,
         });
-        dh_next = weights.gates_to_hidden(&d_projected[t * g..][..g]);
+        for b in 0..dims.batch {
+            d_projected[dims.row(t, b) * 4 * hd..][..4 * hd]
+                .copy_from_slice(&dz[b * 4 * hd..][..4 * hd]);
+        }
+        dh_next = weights.gates_to_hidden(&dz);
     }
     Backward {
         d_projected,
@@ -175,15 +195,18 @@ pub(crate) fn backward(
     }
 }
 
-/// One step's gates and cell update, batch row by batch row, one SIMD register of hidden
-/// units at a time (the last one partial when `H` is not a multiple of the lane count).
+/// One step's gates and cell update: every batch row, one SIMD register of hidden units at a
+/// time (the last one partial when `H` is not a multiple of the lane count). Updates `h_prev`
+/// and `c_prev` in place and writes step `t` of `hs`, `cs`.
 struct CellForward<'a> {
-    hidden: usize,
+    dims: Dims,
+    t: usize,
     projected: &'a [f32],
     recurrent: &'a [f32],
-    c_prev: &'a [f32],
-    h: &'a mut [f32],
-    c: &'a mut [f32],
+    h_prev: &'a mut [f32],
+    c_prev: &'a mut [f32],
+    hs: &'a mut [f32],
+    cs: &'a mut [f32],
     gates: &'a mut [f32],
 }
 
@@ -192,39 +215,42 @@ impl WithSimd for CellForward<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let hd = self.hidden;
-        let rows = self
-            .projected
-            .chunks_exact(4 * hd)
-            .zip(self.recurrent.chunks_exact(4 * hd))
-            .zip(self.gates.chunks_exact_mut(4 * hd))
-            .zip(self.c_prev.chunks_exact(hd))
-            .zip(self.h.chunks_exact_mut(hd).zip(self.c.chunks_exact_mut(hd)));
-        for ((((p, r), gate), c_prev), (h, c)) in rows {
+        let hd = self.dims.hidden;
+        for b in 0..self.dims.batch {
+            let row = self.dims.row(self.t, b);
+            let p = &self.projected[row * 4 * hd..][..4 * hd];
+            let r = &self.recurrent[b * 4 * hd..][..4 * hd];
+            let gate = &mut self.gates[b * 4 * hd..][..4 * hd];
+            let h_prev = &mut self.h_prev[b * hd..][..hd];
+            let c_prev = &mut self.c_prev[b * hd..][..hd];
+            let h_out = &mut self.hs[row * hd..][..hd];
+            let c_out = &mut self.cs[row * hd..][..hd];
             for start in (0..hd).step_by(S::F32_LANES) {
                 let end = (start + S::F32_LANES).min(hd);
-                // Pre-activation of gate `q` (0 = i, 1 = f, 2 = g, 3 = o) for this register.
-                let z = |q: usize| {
-                    let range = q * hd + start..q * hd + end;
-                    s.add_f32s(load(s, &p[range.clone()]), load(s, &r[range]))
-                };
-                let i = sigmoid(s, z(0));
-                let f = sigmoid(s, z(1));
-                let g = tanh(s, z(2));
-                let o = sigmoid(s, z(3));
-                let c_new = s.mul_add_f32s(f, load(s, &c_prev[start..end]), s.mul_f32s(i, g));
-                store(s, &mut c[start..end], c_new);
-                store(s, &mut h[start..end], s.mul_f32s(o, tanh(s, c_new)));
-                for (q, value) in [i, f, g, o].into_iter().enumerate() {
-                    store(s, &mut gate[q * hd + start..q * hd + end], value);
-                }
+                let (i0, f0, g0, o0) = (start, hd + start, 2 * hd + start, 3 * hd + start);
+                let w = end - start;
+                let zi = s.add_f32s(load(s, &p[i0..i0 + w]), load(s, &r[i0..i0 + w]));
+                let zf = s.add_f32s(load(s, &p[f0..f0 + w]), load(s, &r[f0..f0 + w]));
+                let zg = s.add_f32s(load(s, &p[g0..g0 + w]), load(s, &r[g0..g0 + w]));
+                let zo = s.add_f32s(load(s, &p[o0..o0 + w]), load(s, &r[o0..o0 + w]));
+                let (i, f, g, o) = (sigmoid(s, zi), sigmoid(s, zf), tanh(s, zg), sigmoid(s, zo));
+                let c = s.mul_add_f32s(f, load(s, &c_prev[start..end]), s.mul_f32s(i, g));
+                let h = s.mul_f32s(o, tanh(s, c));
+                store(s, &mut c_prev[start..end], c);
+                store(s, &mut h_prev[start..end], h);
+                store(s, &mut c_out[start..end], c);
+                store(s, &mut h_out[start..end], h);
+                store(s, &mut gate[i0..i0 + w], i);
+                store(s, &mut gate[f0..f0 + w], f);
+                store(s, &mut gate[g0..g0 + w], g);
+                store(s, &mut gate[o0..o0 + w], o);
             }
         }
     }
 }
 
-/// One step of backpropagation through time, batch row by batch row, one SIMD register of
-/// hidden units at a time:
+/// One step of backpropagation through time, every batch row, one SIMD register of hidden
+/// units at a time; `dz` is written as one contiguous `[B, 4H]` block:
 ///
 /// ```text
 /// dh = ∂L/∂h_t (from the output) + dh_next          (dh_next = dz_{t+1} W_hh)
@@ -234,10 +260,13 @@ impl WithSimd for CellForward<'_> {
 /// dc_next ← dc · f
 /// ```
 struct CellBackward<'a> {
-    hidden: usize,
+    dims: Dims,
+    t: usize,
+    /// The step processed before `t`, whose cell state `t` started from (`None`: `c_0`).
+    prev: Option<usize>,
+    c0: &'a [f32],
     gates: &'a [f32],
-    c: &'a [f32],
-    c_prev: &'a [f32],
+    cs: &'a [f32],
     grad_h: &'a [f32],
     grad_c: &'a [f32],
     dh_next: &'a [f32],
@@ -250,44 +279,44 @@ impl WithSimd for CellBackward<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let hd = self.hidden;
-        let rows = self
-            .gates
-            .chunks_exact(4 * hd)
-            .zip(self.dz.chunks_exact_mut(4 * hd))
-            .zip(self.c.chunks_exact(hd).zip(self.c_prev.chunks_exact(hd)))
-            .zip(
-                self.grad_h
-                    .chunks_exact(hd)
-                    .zip(self.grad_c.chunks_exact(hd)),
-            )
-            .zip(
-                self.dh_next
-                    .chunks_exact(hd)
-                    .zip(self.dc_next.chunks_exact_mut(hd)),
-            );
+        let hd = self.dims.hidden;
         let one = s.splat_f32s(1.0);
-        // x · (1 − x), the derivative of σ in terms of its value.
-        let slope = |x: S::f32s| s.mul_f32s(x, s.sub_f32s(one, x));
-        for ((((gate, dz), (c, c_prev)), (grad_h, grad_c)), (dh_next, dc_next)) in rows {
+        for b in 0..self.dims.batch {
+            let row = self.dims.row(self.t, b);
+            let gate = &self.gates[b * 4 * hd..][..4 * hd];
+            let dz = &mut self.dz[b * 4 * hd..][..4 * hd];
+            let c = &self.cs[row * hd..][..hd];
+            let c_prev = match self.prev {
+                Some(prev) => &self.cs[self.dims.row(prev, b) * hd..][..hd],
+                None => &self.c0[b * hd..][..hd],
+            };
+            let grad_h = &self.grad_h[row * hd..][..hd];
+            let grad_c = &self.grad_c[row * hd..][..hd];
+            let dh_next = &self.dh_next[b * hd..][..hd];
+            let dc_next = &mut self.dc_next[b * hd..][..hd];
             for start in (0..hd).step_by(S::F32_LANES) {
                 let end = (start + S::F32_LANES).min(hd);
-                let gate_at = |q: usize| load(s, &gate[q * hd + start..q * hd + end]);
-                let (i, f, g, o) = (gate_at(0), gate_at(1), gate_at(2), gate_at(3));
+                let (i0, f0, g0, o0) = (start, hd + start, 2 * hd + start, 3 * hd + start);
+                let w = end - start;
+                let i = load(s, &gate[i0..i0 + w]);
+                let f = load(s, &gate[f0..f0 + w]);
+                let g = load(s, &gate[g0..g0 + w]);
+                let o = load(s, &gate[o0..o0 + w]);
                 let tc = tanh(s, load(s, &c[start..end]));
                 let dh = s.add_f32s(load(s, &grad_h[start..end]), load(s, &dh_next[start..end]));
                 let dc_out = s.mul_f32s(s.mul_f32s(dh, o), s.negate_mul_add_f32s(tc, tc, one));
-                let dc = s.add_f32s(
-                    s.add_f32s(load(s, &grad_c[start..end]), load(s, &dc_next[start..end])),
-                    dc_out,
-                );
-                let dz_i = s.mul_f32s(s.mul_f32s(dc, g), slope(i));
-                let dz_f = s.mul_f32s(s.mul_f32s(dc, load(s, &c_prev[start..end])), slope(f));
+                let dc_in = s.add_f32s(load(s, &grad_c[start..end]), load(s, &dc_next[start..end]));
+                let dc = s.add_f32s(dc_in, dc_out);
+                // σ'(z) = σ(z)(1 − σ(z)), tanh'(z) = 1 − tanh²(z), from the saved activations.
+                let dz_i = s.mul_f32s(s.mul_f32s(dc, g), s.mul_f32s(i, s.sub_f32s(one, i)));
+                let dc_f = s.mul_f32s(dc, load(s, &c_prev[start..end]));
+                let dz_f = s.mul_f32s(dc_f, s.mul_f32s(f, s.sub_f32s(one, f)));
                 let dz_g = s.mul_f32s(s.mul_f32s(dc, i), s.negate_mul_add_f32s(g, g, one));
-                let dz_o = s.mul_f32s(s.mul_f32s(dh, tc), slope(o));
-                for (q, value) in [dz_i, dz_f, dz_g, dz_o].into_iter().enumerate() {
-                    store(s, &mut dz[q * hd + start..q * hd + end], value);
-                }
+                let dz_o = s.mul_f32s(s.mul_f32s(dh, tc), s.mul_f32s(o, s.sub_f32s(one, o)));
+                store(s, &mut dz[i0..i0 + w], dz_i);
+                store(s, &mut dz[f0..f0 + w], dz_f);
+                store(s, &mut dz[g0..g0 + w], dz_g);
+                store(s, &mut dz[o0..o0 + w], dz_o);
                 store(s, &mut dc_next[start..end], s.mul_f32s(dc, f));
             }
         }
@@ -359,11 +388,18 @@ mod tests {
 
     #[test]
     fn backward_matches_finite_differences_in_both_directions() {
-        let dims = Dims {
-            steps: 4,
-            batch: 2,
-            hidden: 3,
-        };
+        // Hidden 3: one partial register per row; hidden 19: full registers and a partial one.
+        for (steps, hidden, batch_first) in [(4, 3, false), (4, 3, true), (3, 19, true)] {
+            check_gradients(Dims {
+                steps,
+                batch: 2,
+                hidden,
+                batch_first,
+            });
+        }
+    }
+
+    fn check_gradients(dims: Dims) {
         let p = values(dims.steps * dims.gates_len(), 1);
         let w: Vec<f32> = values(4 * dims.hidden * dims.hidden, 2)
             .iter()
@@ -387,7 +423,7 @@ mod tests {
             let check = |name: &str, got: f32, want: f64| {
                 assert!(
                     (f64::from(got) - want).abs() <= 2e-3 * (1.0 + want.abs()),
-                    "{name} (reverse {rev}): analytic {got}, numeric {want}"
+                    "{name} (reverse {rev}, {dims:?}): analytic {got}, numeric {want}"
                 );
             };
             for k in 0..p.len() {

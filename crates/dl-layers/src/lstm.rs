@@ -339,31 +339,24 @@ impl Lstm {
         )
         .reshape([dims[0], dims[1], 4 * h]);
         if self.fused {
-            let time_major = if self.batch_first {
-                projected.clone().swap_dims(0, 1)
-            } else {
-                projected.clone()
-            };
             let w_hh = params.weight_hh.val();
-            if let Some(states) =
-                dl_kernels::lstm_recurrence(&time_major, &w_hh, &h_t, &c_t, reverse)
-            {
-                // [2, T, B, H]: every h_t, then every c_t, in time order.
+            let fused = if self.batch_first {
+                dl_kernels::lstm_recurrence_batch_first(&projected, &w_hh, &h_t, &c_t, reverse)
+            } else {
+                dl_kernels::lstm_recurrence(&projected, &w_hh, &h_t, &c_t, reverse)
+            };
+            if let Some(states) = fused {
+                // [2, T, B, H] (or [2, B, T, H]): every h_t, then every c_t, in time order.
                 let last = if reverse { 0 } else { t_len - 1 };
                 let final_state = |which: usize| {
                     states
                         .clone()
                         .narrow(0, which, 1)
-                        .narrow(1, last, 1)
+                        .narrow(1 + time_dim, last, 1)
                         .reshape([batch, h])
                 };
                 let (h_last, c_last) = (final_state(0), final_state(1));
-                let out = states.narrow(0, 0, 1).reshape([t_len, batch, h]);
-                let out = if self.batch_first {
-                    out.swap_dims(0, 1)
-                } else {
-                    out
-                };
+                let out = states.narrow(0, 0, 1).reshape([dims[0], dims[1], h]);
                 return (out, h_last, c_last);
             }
         }

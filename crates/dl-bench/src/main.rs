@@ -20,6 +20,13 @@ use dl_bench::schema::SCHEMA_VERSION;
 use dl_bench::{Mode, Plan, Record, SideResults, measure, prepare};
 use dl_core::BackendKind;
 
+/// mimalloc instead of glibc's malloc: Burn allocates a fresh buffer for every tensor, and
+/// glibc hands large freed buffers back to the kernel (trimming the heap or unmapping them), so
+/// every step faulted its activations back in page by page (a third of an LSTM forward pass
+/// under perf). mimalloc keeps them for reuse. docs/performance.md has the measurements.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     mode: Mode,
     backends: Vec<BackendKind>,

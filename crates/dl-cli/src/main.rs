@@ -9,6 +9,13 @@
 //! Exit status: 0 on success, 1 on an error (printed on stderr), 2 on a usage error, 130 when
 //! Ctrl-C stopped a run (after saving its checkpoint).
 
+/// mimalloc instead of glibc's malloc: Burn allocates a fresh buffer for every tensor, and
+/// glibc hands large freed buffers back to the kernel (trimming the heap or unmapping them), so
+/// every step faulted its activations back in page by page (a third of an LSTM forward pass
+/// under perf). mimalloc keeps them for reuse. docs/performance.md has the measurements.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod commands;
 mod config;

@@ -35,6 +35,7 @@ fn main() -> Result<()> {
         "parity" => parity::run(&rest),
         "libtorch" => libtorch::run_command(&rest),
         "gpu-bundle" => gpu_bundle::run_command(&rest),
+        "venv" => python::run_command(&rest),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -59,4 +60,6 @@ commands:
   libtorch [--print-env]   install LibTorch 2.9.0 (CPU) from the PyTorch wheel into .venv-libtorch
   gpu-bundle [--torch VERSION] [--features LIST] [--out DIR]
                            build xtask against the CUDA libraries of the torch==VERSION wheel (default
-                           2.11.0) into target/gpu-bundle, for scripts/gpu-parity.sh on a GPU machine";
+                           2.11.0) into target/gpu-bundle, for scripts/gpu-parity.sh on a GPU machine
+  venv                     create or check .venv (PyTorch 2.9.0, as `fixtures` uses it) and print its python;
+                           the PyTorch-side tests (crates/dl-io/tests/export_pytorch.rs) run with it";

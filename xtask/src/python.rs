@@ -26,6 +26,17 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `cargo xtask venv`: make sure `.venv` holds the pinned packages and print its interpreter
+/// (CI runs this before the tests, so that the PyTorch-side checks run instead of failing).
+pub fn run_command(args: &[String]) -> Result<()> {
+    if !args.is_empty() {
+        bail!("`cargo xtask venv` takes no arguments, got {args:?}");
+    }
+    let python = ensure_venv()?;
+    println!("{}", python.display());
+    Ok(())
+}
+
 /// Path to the virtual environment's interpreter, creating the environment and installing
 /// the packages when they are missing. Idempotent: a second call only checks versions.
 pub fn ensure_venv() -> Result<PathBuf> {

@@ -79,6 +79,10 @@ pub struct TrainArgs {
     /// Use at most this many digits of each split (for quick checks).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Fraction of the training digits held out (seeded) as the validation set: the best
+    /// checkpoint is the one of highest validation accuracy [default: 0.1].
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -161,6 +165,10 @@ pub struct AttentionArgs {
     /// The PNG to write.
     #[arg(long, default_value = "attention.png")]
     pub out: PathBuf,
+    /// Also print the drawn weights as JSON (`weights[layer][head]`: tokens x tokens values,
+    /// query-major) with the label, prediction and probabilities, instead of the caption.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `dl convert`.

@@ -150,10 +150,19 @@ pub struct RunConfig {
     /// At most this many digits per split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Fraction of the training digits held out (seeded) as the validation set, on which the
+    /// best checkpoint is chosen.
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+}
+
+/// The validation fraction used when none is given.
+pub fn default_val_fraction() -> f64 {
+    0.1
 }
 
 /// The keys a `--config` file may hold.
-pub const CONFIG_KEYS: [&str; 12] = [
+pub const CONFIG_KEYS: [&str; 13] = [
     "model",
     "backend",
     "epochs",
@@ -166,6 +175,7 @@ pub const CONFIG_KEYS: [&str; 12] = [
     "data",
     "out",
     "limit",
+    "val_fraction",
 ];
 
 /// Settings as a `--config` file gives them: any subset of [`CONFIG_KEYS`].
@@ -184,6 +194,7 @@ struct FileConfig {
     data: Option<PathBuf>,
     out: Option<PathBuf>,
     limit: Option<usize>,
+    val_fraction: Option<f64>,
 }
 
 /// The learning rate used when none is given.
@@ -243,6 +254,10 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig> {
             .or(file.out)
             .unwrap_or_else(|| PathBuf::from("runs").join(model.name())),
         limit: args.limit.or(file.limit),
+        val_fraction: args
+            .val_fraction
+            .or(file.val_fraction)
+            .unwrap_or_else(default_val_fraction),
     };
     check(&config)?;
     Ok(config)
@@ -250,6 +265,9 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig> {
 
 /// Values no run can use.
 pub fn check(config: &RunConfig) -> Result<()> {
+    if config.epochs == 0 {
+        bail!("epochs is 0, expected at least 1");
+    }
     if config.batch_size == 0 {
         bail!("batch_size is 0, expected at least 1");
     }
@@ -260,6 +278,12 @@ pub fn check(config: &RunConfig) -> Result<()> {
         && !(norm.is_finite() && norm > 0.0)
     {
         bail!("clip_grad_norm is {norm}, expected a positive number");
+    }
+    if !(config.val_fraction > 0.0 && config.val_fraction < 1.0) {
+        bail!(
+            "val_fraction is {}, expected a fraction strictly between 0 and 1 of the training digits to validate on",
+            config.val_fraction
+        );
     }
     if config.limit == Some(0) {
         bail!("limit is 0, expected at least 1 digit");

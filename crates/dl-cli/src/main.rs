@@ -23,6 +23,7 @@ mod data;
 mod evaluate;
 mod metrics;
 mod model;
+mod model_checks;
 mod output;
 mod plot;
 mod progress;

@@ -33,6 +33,8 @@ pub const SIDE: usize = 28;
 pub const IMAGE_CNN_SIDE: usize = 64;
 /// Side of a transformer patch.
 pub const PATCH: usize = 7;
+/// Digit classes.
+pub const CLASSES: usize = 10;
 
 /// The network itself. Boxing the larger variants would buy nothing: one model lives per
 /// process.
@@ -115,29 +117,66 @@ pub fn default_config(kind: ModelKind) -> serde_json::Value {
     value.unwrap_or(serde_json::Value::Null)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(kind: ModelKind, config: &serde_json::Value) -> Result<T> {
-    serde_json::from_value(config.clone())
-        .with_context(|| format!("the `{}` model configuration is not valid", kind.name()))
+/// A model's configuration, parsed from JSON into its dl-models type.
+#[derive(Debug, Clone)]
+pub enum ModelConfig {
+    /// `mlp`.
+    Mlp(MlpConfig),
+    /// `cnn` and `image-cnn`.
+    Cnn(CnnConfig),
+    /// `lstm`.
+    Lstm(LstmClassifierConfig),
+    /// `transformer`.
+    Transformer(TransformerClassifierConfig),
+    /// `scratch`.
+    Scratch(ScratchMlpConfig),
+}
+
+impl ModelConfig {
+    /// Parse `config` as the configuration of `kind`; the error names the model.
+    pub fn parse(kind: ModelKind, config: &serde_json::Value) -> Result<Self> {
+        fn parse<T: serde::de::DeserializeOwned>(
+            kind: ModelKind,
+            config: &serde_json::Value,
+        ) -> Result<T> {
+            serde_json::from_value(config.clone())
+                .with_context(|| format!("the `{}` model configuration is not valid", kind.name()))
+        }
+        Ok(match kind {
+            ModelKind::Mlp => Self::Mlp(parse(kind, config)?),
+            ModelKind::Cnn | ModelKind::ImageCnn => Self::Cnn(parse(kind, config)?),
+            ModelKind::Lstm => Self::Lstm(parse(kind, config)?),
+            ModelKind::Transformer => Self::Transformer(parse(kind, config)?),
+            ModelKind::Scratch => Self::Scratch(parse(kind, config)?),
+        })
+    }
+
+    /// Parameters the configuration describes, counted without allocating.
+    pub fn num_params(&self) -> Result<usize> {
+        Ok(match self {
+            Self::Mlp(c) => c.num_params()?,
+            Self::Cnn(c) => c.num_params()?,
+            Self::Lstm(c) => c.num_params()?,
+            Self::Transformer(c) => c.num_params()?,
+            Self::Scratch(c) => c.num_params()?,
+        })
+    }
+
+    fn init(&self, device: &Device) -> Result<Net> {
+        Ok(match self {
+            Self::Mlp(c) => Net::Mlp(c.init(device)?),
+            Self::Cnn(c) => Net::Cnn(c.init(device)?),
+            Self::Lstm(c) => Net::Lstm(c.init(device)?),
+            Self::Transformer(c) => Net::Transformer(c.init(device)?),
+            Self::Scratch(c) => Net::Scratch(c.init(device)?),
+        })
+    }
 }
 
 impl DigitModel {
     /// Build `kind` from its configuration on `device` (seed the device first).
     pub fn build(kind: ModelKind, config: serde_json::Value, device: &Device) -> Result<Self> {
-        let net = match kind {
-            ModelKind::Mlp => Net::Mlp(parse::<MlpConfig>(kind, &config)?.init(device)?),
-            ModelKind::Cnn | ModelKind::ImageCnn => {
-                Net::Cnn(parse::<CnnConfig>(kind, &config)?.init(device)?)
-            }
-            ModelKind::Lstm => {
-                Net::Lstm(parse::<LstmClassifierConfig>(kind, &config)?.init(device)?)
-            }
-            ModelKind::Transformer => {
-                Net::Transformer(parse::<TransformerClassifierConfig>(kind, &config)?.init(device)?)
-            }
-            ModelKind::Scratch => {
-                Net::Scratch(parse::<ScratchMlpConfig>(kind, &config)?.init(device)?)
-            }
-        };
+        let net = ModelConfig::parse(kind, &config)?.init(device)?;
         Ok(Self { kind, config, net })
     }
 
@@ -159,15 +198,22 @@ impl DigitModel {
     pub fn logits(&self, images: &[f32], n: usize, device: &Device) -> Result<Tensor<2>> {
         let flat = || tensor2(images, n, device);
         let logits = match &self.net {
-            Net::Mlp(m) => m.forward(flat()),
-            Net::Scratch(m) => m.logits(flat()),
+            Net::Mlp(m) => m.try_forward(flat())?,
+            Net::Scratch(m) => m.try_logits(flat())?,
             Net::Cnn(m) if self.kind == ModelKind::ImageCnn => {
-                m.forward(image_cnn_input(images, n, device))
+                m.try_forward(image_cnn_input(images, n, device))?
             }
-            Net::Cnn(m) => m.forward(flat().reshape([n, 1, SIDE, SIDE])),
+            Net::Cnn(m) => m.try_forward(flat().reshape([n, 1, SIDE, SIDE]))?,
             Net::Lstm(m) => m.try_forward(flat().reshape([n, SIDE, SIDE]))?,
             Net::Transformer(m) => m.forward(TransformerInput::Patches(patches(flat())))?,
         };
+        if logits.dims() != [n, CLASSES] {
+            bail!(
+                "the `{}` model gives logits of shape {:?}, expected [{n}, {CLASSES}] (one per digit class)",
+                self.kind.name(),
+                logits.dims()
+            );
+        }
         Ok(logits)
     }
 
@@ -234,7 +280,21 @@ impl DigitModel {
             .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
         let kind = ModelKind::from_name(&meta.model)
             .with_context(|| format!("checkpoint {}", path.display()))?;
-        let fresh = Self::build(kind, meta.model_config.clone(), device)?;
+        // Checked before anything is allocated: the configuration fits the digits and
+        // describes no more parameters than the file's weights hold.
+        let config = ModelConfig::parse(kind, &meta.model_config)
+            .and_then(|config| {
+                crate::model_checks::check_checkpoint(path, kind, &config)?;
+                Ok(config)
+            })
+            .with_context(|| format!("checkpoint {}", path.display()))?;
+        let fresh = Self {
+            kind,
+            config: meta.model_config.clone(),
+            net: config
+                .init(device)
+                .with_context(|| format!("checkpoint {}", path.display()))?,
+        };
         let context = || format!("cannot load checkpoint {}", path.display());
         let optimizer_out;
         let net = map_net!(fresh.net, m => {

@@ -57,7 +57,7 @@ fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
 
-/// `loss.png` and `accuracy.png` of a run: training and test values per epoch.
+/// `loss.png` and `accuracy.png` of a run: training and validation values per epoch.
 pub fn curves(folder: &RunFolder, history: &[EpochMetrics], label: &str) -> Result<()> {
     let epochs = |f: fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
         history.iter().map(|m| (m.epoch as f64, f(m))).collect()
@@ -68,7 +68,7 @@ pub fn curves(folder: &RunFolder, history: &[EpochMetrics], label: &str) -> Resu
         "loss",
         &[
             ("train", epochs(|m| m.train_loss), BLUE),
-            ("test", epochs(|m| m.test_loss), RED),
+            ("validation", epochs(|m| m.val_loss), RED),
         ],
     )?;
     line_chart(
@@ -77,7 +77,7 @@ pub fn curves(folder: &RunFolder, history: &[EpochMetrics], label: &str) -> Resu
         "accuracy (%)",
         &[
             ("train", epochs(|m| m.train_accuracy * 100.0), BLUE),
-            ("test", epochs(|m| m.test_accuracy * 100.0), RED),
+            ("validation", epochs(|m| m.val_accuracy * 100.0), RED),
         ],
     )
 }

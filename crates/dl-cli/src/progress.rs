@@ -69,13 +69,13 @@ impl Reporter {
         }
         match self.mode {
             LogMode::Text => println!(
-                "{} epoch {}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}%{} | {:.1}s, {:.0} samples/s",
+                "{} epoch {}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}%{} | {:.1}s, {:.0} samples/s",
                 self.label,
                 metrics.epoch,
                 metrics.train_loss,
                 metrics.train_accuracy * 100.0,
-                metrics.test_loss,
-                metrics.test_accuracy * 100.0,
+                metrics.val_loss,
+                metrics.val_accuracy * 100.0,
                 if best { " (best)" } else { "" },
                 metrics.seconds,
                 metrics.samples_per_second

@@ -16,7 +16,7 @@ use dl_optim::{AdamConfig, AdamWConfig, GradClip, LrSchedule, NormType, RmsPropC
 use crate::config::{ModelKind, OptimizerKind, RunConfig, to_toml};
 use crate::data::{Batch, Batcher, Digits, Split};
 use crate::evaluate::evaluate;
-use crate::metrics::{self, EpochMetrics};
+use crate::metrics::{self, EpochMetrics, Summary};
 use crate::model::{DigitModel, default_config, label_tensor, tensor2};
 use crate::output::{Existing, RunFolder};
 use crate::plot;
@@ -35,16 +35,19 @@ pub struct TrainOutcome {
     pub interrupted: bool,
     /// The run folder.
     pub folder: RunFolder,
+    /// The best epoch and its test accuracy (none when Ctrl-C stopped the run).
+    pub summary: Option<Summary>,
 }
 
-impl TrainOutcome {
-    /// Best test accuracy of the run.
-    pub fn best_accuracy(&self) -> f64 {
-        self.history
-            .iter()
-            .map(|m| m.test_accuracy)
-            .fold(0.0, f64::max)
-    }
+/// The epoch (from 1) of highest validation accuracy, the first on ties; 0 with no epochs.
+pub fn best_epoch(history: &[EpochMetrics]) -> usize {
+    history
+        .iter()
+        .fold(None::<&EpochMetrics>, |best, m| match best {
+            Some(b) if b.val_accuracy >= m.val_accuracy => Some(b),
+            _ => Some(m),
+        })
+        .map_or(0, |m| m.epoch)
 }
 
 /// Everything that changes as training proceeds.
@@ -72,8 +75,10 @@ pub fn train(
     };
     let eval_device = backend.device()?;
     seed_device(&device, config.seed);
-    let train_set = Digits::load(&config.data, Split::Train, config.limit)?;
-    let test_set = Digits::load(&config.data, Split::Test, config.limit)?;
+    // The validation digits come out of the training split, seeded; the test split is read
+    // only at the end, for the chosen checkpoint.
+    let (train_set, val_set) = Digits::load(&config.data, Split::Train, config.limit)?
+        .split_validation(config.val_fraction, config.seed)?;
     let folder = RunFolder::prepare(&config.out, existing)?;
     let mut state = if existing == Existing::Resume {
         resume(config, &folder, &device)?
@@ -119,7 +124,7 @@ pub fn train(
     let mut best = state
         .history
         .iter()
-        .map(|m| m.test_accuracy)
+        .map(|m| m.val_accuracy)
         .fold(f64::NEG_INFINITY, f64::max);
     for epoch in start_epoch..config.epochs {
         let epoch_started = Instant::now();
@@ -161,6 +166,7 @@ pub fn train(
                     seconds: started.elapsed().as_secs_f64(),
                     interrupted: true,
                     folder,
+                    summary: None,
                 });
             }
             lr = schedule.lr(state.step as usize);
@@ -183,9 +189,9 @@ pub fn train(
             reporter.step(loss_sum / seen as f64, correct as f64 / seen as f64, rate);
         }
         let train_seconds = epoch_started.elapsed().as_secs_f64();
-        let test = evaluate(
+        let val = evaluate(
             &state.model.valid(),
-            &test_set,
+            &val_set,
             256,
             &eval_device,
             &criterion,
@@ -195,8 +201,8 @@ pub fn train(
             step: state.step,
             train_loss: loss_sum / seen.max(1) as f64,
             train_accuracy: correct as f64 / seen.max(1) as f64,
-            test_loss: test.loss,
-            test_accuracy: test.accuracy,
+            val_loss: val.loss,
+            val_accuracy: val.accuracy,
             lr,
             seconds: epoch_started.elapsed().as_secs_f64(),
             samples_per_second: seen as f64 / train_seconds.max(1e-9),
@@ -205,9 +211,9 @@ pub fn train(
         state
             .model
             .save(&folder.last(), state.optimizer.as_ref(), &meta)?;
-        let is_best = metrics.test_accuracy > best;
+        let is_best = metrics.val_accuracy > best;
         if is_best {
-            best = metrics.test_accuracy;
+            best = metrics.val_accuracy;
             state
                 .model
                 .save(&folder.best(), state.optimizer.as_ref(), &meta)?;
@@ -217,12 +223,50 @@ pub fn train(
         metrics::write(&folder, &state.history)?;
         plot::curves(&folder, &state.history, config.model.name())?;
     }
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = test_best(
+        config,
+        &folder,
+        &state.history,
+        &val_set,
+        &eval_device,
+        &criterion,
+    )?;
+    metrics::write_summary(&folder, &summary)?;
     Ok(TrainOutcome {
         history: state.history,
         parameters,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
         interrupted: false,
         folder,
+        summary: Some(summary),
+    })
+}
+
+/// Evaluate `best.safetensors` once on the test split.
+fn test_best(
+    config: &RunConfig,
+    folder: &RunFolder,
+    history: &[EpochMetrics],
+    val_set: &Digits,
+    device: &Device,
+    criterion: &CrossEntropyLoss,
+) -> Result<Summary> {
+    let best_epoch = best_epoch(history);
+    let Some(best) = history.iter().find(|m| m.epoch == best_epoch) else {
+        bail!("the run has no finished epoch to test (--epochs 0?)");
+    };
+    let (model, _, _) = DigitModel::load(&folder.best(), device, None)?;
+    let test_set = Digits::load(&config.data, Split::Test, config.limit)?;
+    let test = evaluate(&model.valid(), &test_set, 256, device, criterion)?;
+    Ok(Summary {
+        model: config.model.name().to_string(),
+        best_epoch,
+        val_count: val_set.len(),
+        val_accuracy: best.val_accuracy,
+        test_count: test.count,
+        test_accuracy: test.accuracy,
+        test_loss: test.loss,
     })
 }
 

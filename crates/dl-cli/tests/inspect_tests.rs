@@ -43,8 +43,25 @@ fn eval_reports_accuracy_loss_and_confusion() {
         .map(|c| c.as_u64().unwrap())
         .sum();
     assert_eq!(total, 50);
-    let diagonal: u64 = (0..10).map(|i| confusion[i][i].as_u64().unwrap()).sum();
-    assert!((diagonal as f64 / 50.0 - accuracy).abs() < 1e-9);
+    // The accuracy agrees with `dl predict`'s classes for the same 50 digits (a second,
+    // independent path through the model), and the confusion matrix with its rows.
+    let indices: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    let predicted: serde_json::Value = serde_json::from_str(&ok(&[
+        "predict",
+        mlp.to_str().unwrap(),
+        "--index",
+        &indices.join(","),
+        "--json",
+    ]))
+    .unwrap();
+    let mut expected = vec![vec![0u64; 10]; 10];
+    for row in predicted.as_array().unwrap() {
+        let label = row["label"].as_u64().unwrap() as usize;
+        expected[label][row["class"].as_u64().unwrap() as usize] += 1;
+    }
+    let right: u64 = (0..10).map(|i| expected[i][i]).sum();
+    assert_eq!(accuracy, right as f64 / 50.0);
+    assert_eq!(value["confusion"], serde_json::json!(expected));
     let text = ok(&[
         "eval",
         mlp.to_str().unwrap(),
@@ -142,28 +159,136 @@ fn convert_round_trips_through_safetensors_pt_and_onnx() {
     );
 }
 
+/// Digit `index` of the committed test split, normalised as `dl` normalises it, and its
+/// label (read here from the file, independently of `dl`).
+fn committed_test_digit(index: usize) -> (Vec<f32>, u8) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mnist/test.bin");
+    let bytes = std::fs::read(path).unwrap();
+    let count = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let pixels = &bytes[20 + count + index * 784..][..784];
+    let normalised = pixels
+        .iter()
+        .map(|&p| (f32::from(p) / 255.0 - 0.1307) / 0.3081)
+        .collect();
+    (normalised, bytes[20 + index])
+}
+
+/// The plot's colour for a weight `v` of a map scaled to its maximum (plot.rs `heat`).
+fn heat(v: f32) -> [u8; 3] {
+    let v = v.clamp(0.0, 1.0);
+    let lerp = |a: f32, b: f32, t: f32| (a + (b - a) * t).round() as u8;
+    if v < 0.5 {
+        let t = v * 2.0;
+        [255, lerp(255.0, 165.0, t), lerp(255.0, 0.0, t)]
+    } else {
+        let t = (v - 0.5) * 2.0;
+        [lerp(255.0, 128.0, t), lerp(165.0, 0.0, t), 0]
+    }
+}
+
 #[test]
-fn attention_writes_a_png() {
+fn attention_json_holds_the_models_own_weights_and_the_picture_draws_them() {
+    use burn::tensor::{Tensor, TensorData};
+    use dl_models::{TransformerClassifierConfig, TransformerInput};
+
     let (mlp, transformer) = runs();
     let dir = tempdir();
-    let png = dir.path().join("attention.png");
-    let stdout = ok(&[
+    let png_path = dir.path().join("attention.png");
+    let index = 2;
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
         "attention",
         transformer.to_str().unwrap(),
         "--index",
         "2",
         "--out",
-        png.to_str().unwrap(),
-    ]);
-    assert!(stdout.contains("predicted"), "{stdout}");
-    let bytes = std::fs::read(&png).unwrap();
-    assert_eq!(&bytes[1..4], b"PNG");
+        png_path.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+
+    // The model's own weights for that digit, computed here through dl-io and dl-models.
+    let device = dl_core::BackendKind::Flex.device().unwrap();
+    let meta = dl_io::read_checkpoint_meta(transformer).unwrap();
+    let config: TransformerClassifierConfig = serde_json::from_value(meta.model_config).unwrap();
+    let model = dl_io::load_checkpoint(transformer, config.init(&device).unwrap(), None)
+        .unwrap()
+        .model;
+    let (digit, label) = committed_test_digit(index);
+    // 16 patches of 7x7, row-major patch order, each patch row-major.
+    let mut patches = Vec::with_capacity(784);
+    for (pr, pc) in (0..4).flat_map(|r| (0..4).map(move |c| (r, c))) {
+        for y in 0..7 {
+            patches.extend_from_slice(&digit[(pr * 7 + y) * 28 + pc * 7..][..7]);
+        }
+    }
+    let input = Tensor::<3>::from_data(TensorData::new(patches, [1, 16, 49]), &device);
+    let (logits, layers) = model
+        .forward_with_attention(TransformerInput::Patches(input))
+        .unwrap();
+    let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().unwrap();
+    let predicted = (0..10)
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap();
+    assert_eq!(json["label"], u64::from(label));
+    assert_eq!(json["predicted"], predicted as u64);
+    assert_eq!(json["tokens"], 16);
+    let drawn = json["weights"].as_array().unwrap();
+    assert_eq!(drawn.len(), layers.len());
+    let image = {
+        let decoder = png::Decoder::new(std::io::BufReader::new(
+            std::fs::File::open(&png_path).unwrap(),
+        ));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        (buf, info.width as usize)
+    };
+    let pixel = |x: usize, y: usize| -> [u8; 3] {
+        let at = (y * image.1 + x) * 3;
+        [image.0[at], image.0[at + 1], image.0[at + 2]]
+    };
+    for (l, (ours, theirs)) in layers.into_iter().zip(drawn).enumerate() {
+        let [_, heads, _, _] = ours.dims();
+        let ours: Vec<f32> = ours.into_data().try_to_vec::<f32>().unwrap();
+        let theirs = theirs.as_array().unwrap();
+        assert_eq!(theirs.len(), heads);
+        for (h, map) in theirs.iter().enumerate() {
+            let map: Vec<f32> = map
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(map.len(), 256);
+            // Each query's weights sum to 1 (softmax rows).
+            for row in map.chunks(16) {
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{row:?}");
+            }
+            let max = map.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
+            for (i, &w) in map.iter().enumerate() {
+                // Same weights as the model's (JSON keeps f32 exactly through f64).
+                assert_eq!(w, ours[h * 256 + i], "layer {l} head {h} cell {i}");
+                // The picture's cell, at its centre: 150-px maps from x = 190, y = 50 + 22,
+                // layers 172 px apart, cells of (150 - 14) / 16 = 8 px.
+                let (q, k) = (i / 16, i % 16);
+                let x = 190 + h * 150 + k * 8 + 4;
+                let y = 50 + l * 172 + 22 + q * 8 + 4;
+                assert_eq!(
+                    pixel(x, y),
+                    heat(w / max),
+                    "layer {l} head {h} cell ({q}, {k})"
+                );
+            }
+        }
+    }
     fails(
         &[
             "attention",
             mlp.to_str().unwrap(),
             "--out",
-            png.to_str().unwrap(),
+            png_path.to_str().unwrap(),
         ],
         1,
         &["transformer", "`mlp`"],

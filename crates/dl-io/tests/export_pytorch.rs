@@ -1,36 +1,82 @@
-//! Export: `to_pytorch_state_dict(&model).write_safetensors(path)` writes a file that PyTorch's
-//! chapter model loads with `load_state_dict(strict=True)` and that gives our logits; the
-//! write is atomic.
+//! Export: `to_pytorch_state_dict(&model).write_safetensors(path)` and `.write_pytorch(path)`
+//! write files that PyTorch's chapter model loads with `load_state_dict(strict=True)` (the
+//! `.pt` file through `torch.load(weights_only=True)`) and that give our logits, for every
+//! model; the write is atomic.
 //!
 //! The PyTorch half runs `fixtures/gen/check_export.py` with the Python named by
-//! `DL_RS_PYTHON`, else the workspace's `.venv/bin/python` (made by `cargo xtask fixtures`),
-//! and is skipped with a printed note when neither exists (CI has no torch).
+//! `DL_RS_PYTHON`, else the workspace's `.venv/bin/python` (made by `cargo xtask fixtures` or
+//! `cargo xtask venv`, which `.ci/run` calls). Without a Python that imports torch the check
+//! fails under `CI=true`, naming what is missing, and is skipped with a printed note elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
-use burn::tensor::{Device, Tensor, TensorData};
-use dl_core::{BackendKind, Classifier, Fixture, Tolerance, compare, fixtures_dir, seed_device};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use dl_core::{BackendKind, Fixture, Tolerance, compare, fixtures_dir, seed_device};
 use dl_io::{Error, PytorchModel, StateDict, to_pytorch_state_dict};
+use dl_models::{
+    CnnConfig, LstmClassifierConfig, ScratchActivation, ScratchMlpConfig, ScratchOutput,
+    TransformerClassifierConfig, TransformerInput,
+};
 
 mod common;
-use common::{cnn_config, mlp_config, models};
+use common::{case_config, cnn_config, mlp_config, models};
 
 const BACKENDS: [BackendKind; 2] = [BackendKind::Flex, BackendKind::NdArray];
 /// Logits: f32 matmul/conv summation order differs between PyTorch and each backend (the
 /// tolerance of tests/pytorch_models.rs).
 const LOGITS: Tolerance = Tolerance::new(1e-5, 1e-5);
 
-/// The Python to run the check with, if there is one.
-fn python() -> Option<PathBuf> {
-    let candidate = match std::env::var_os("DL_RS_PYTHON") {
-        Some(path) => PathBuf::from(path),
-        None => fixtures_dir().parent()?.join(".venv/bin/python"),
-    };
-    candidate.exists().then_some(candidate)
+const SETUP: &str = "run `cargo xtask venv` (creates .venv with PyTorch 2.9.0) or set \
+                     DL_RS_PYTHON to a Python with torch and safetensors";
+
+/// Whether `python` imports torch and safetensors.
+fn has_torch(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import torch, safetensors.torch"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
-/// Run check_export.py on `path`; returns PyTorch's logits.
+/// The Python to run the check with, found once. `None` (skip, with a note) only outside CI:
+/// under `CI` a missing interpreter or a missing torch is a failure that says which.
+fn python() -> Option<&'static Path> {
+    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let (candidate, named) = match std::env::var_os("DL_RS_PYTHON") {
+                Some(path) => (PathBuf::from(path), true),
+                None => (
+                    fixtures_dir()
+                        .parent()
+                        .expect("fixtures/ lies in the workspace")
+                        .join(".venv/bin/python"),
+                    false,
+                ),
+            };
+            let problem = if !candidate.exists() {
+                format!("no Python at {}", candidate.display())
+            } else if !has_torch(&candidate) {
+                format!(
+                    "{} cannot import torch and safetensors",
+                    candidate.display()
+                )
+            } else {
+                return Some(candidate);
+            };
+            assert!(
+                !named && std::env::var_os("CI").is_none(),
+                "PyTorch's load of our exports cannot run: {problem}; {SETUP}"
+            );
+            println!("note: {problem}: skipped PyTorch's load of our exports ({SETUP})");
+            None
+        })
+        .as_deref()
+}
+
+/// Run check_export.py on `path` (a `.safetensors` or `.pt` state dict of case `model`);
+/// returns PyTorch's logits.
 fn pytorch_logits(python: &Path, path: &Path, model: &str) -> TensorData {
     let script = fixtures_dir().join("gen/check_export.py");
     let output = Command::new(python)
@@ -64,22 +110,26 @@ fn pytorch_logits(python: &Path, path: &Path, model: &str) -> TensorData {
     TensorData::new(values, shape)
 }
 
-/// Export `model` (freshly initialized, so not the fixture's weights), read the file back,
-/// and where Python is available compare PyTorch's logits on the case's input with ours.
-fn export_check<M, I>(backend: BackendKind, name: &str, model: M, input: I)
-where
-    M: PytorchModel + Classifier,
-    I: Fn(TensorData, &Device) -> M::Input,
-{
+/// Export `model` (freshly initialized, so not the fixture's weights) as safetensors and as
+/// a `.pt` file, read the safetensors back, and where Python is available compare PyTorch's
+/// logits from each file on the case's input with ours (`logits`).
+fn export_check<M: PytorchModel>(
+    backend: BackendKind,
+    name: &str,
+    model: M,
+    logits: impl Fn(&M, TensorData, &Device) -> Tensor<2>,
+) {
     let fixture: Fixture = models();
     let device = backend.device().expect("backend");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join(format!("{name}.safetensors"));
+    let pt = dir.path().join(format!("{name}.pt"));
 
     let state = to_pytorch_state_dict(&model);
     state.write_safetensors(&path).expect("write");
     // Only the file itself is left in the folder: the temporary file was renamed.
     assert_eq!(listing(dir.path()), [format!("{name}.safetensors")]);
+    state.write_pytorch(&pt).expect("write .pt");
 
     let bytes = std::fs::read(&path).expect("read back");
     let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
@@ -101,20 +151,27 @@ where
     }
 
     let x = fixture.tensor(&format!("{name}.input")).expect("input");
-    let ours = model.logits(input(x, &device)).into_data();
+    let ours = logits(&model, x, &device).into_data();
     let Some(python) = python() else {
-        println!(
-            "note: no Python with torch (set DL_RS_PYTHON or run `cargo xtask fixtures`): \
-             skipped PyTorch's load of the {name} export on {backend}"
-        );
         return;
     };
-    let theirs = pytorch_logits(&python, &path, name);
-    let r = compare(&ours, &theirs, LOGITS);
-    assert!(
-        r.passed(),
-        "{name} on {backend}: PyTorch's logits differ from ours: {r}"
-    );
+    for file in [&path, &pt] {
+        let theirs = pytorch_logits(python, file, name);
+        let r = compare(&ours, &theirs, LOGITS);
+        assert!(
+            r.passed(),
+            "{name} on {backend}, {}: PyTorch's logits differ from ours: {r}",
+            file.display()
+        );
+    }
+}
+
+fn usize_of(config: &serde_json::Value, key: &str) -> usize {
+    config[key].as_u64().expect("integer config") as usize
+}
+
+fn float(x: TensorData, device: &Device) -> Tensor<2> {
+    Tensor::<2>::from_data(x.convert::<f32>(), device)
 }
 
 #[test]
@@ -123,17 +180,103 @@ fn pytorch_loads_the_mlp_export_strictly() {
         let device = backend.device().expect("backend");
         seed_device(&device, 31);
         let model = mlp_config(&models()).init(&device).expect("valid");
-        export_check(backend, "mlp", model, |x, d| Tensor::<2>::from_data(x, d));
+        export_check(backend, "mlp", model, |m, x, d| m.forward(float(x, d)));
     }
 }
 
 #[test]
-fn pytorch_loads_the_cnn_export_strictly() {
+fn pytorch_loads_the_cnn_exports_strictly() {
     for backend in BACKENDS {
         let device = backend.device().expect("backend");
         seed_device(&device, 37);
         let model = cnn_config(&models()).init(&device).expect("valid");
-        export_check(backend, "cnn", model, |x, d| Tensor::<4>::from_data(x, d));
+        let image = |m: &dl_models::Cnn, x: TensorData, d: &Device| {
+            m.forward(Tensor::<4>::from_data(x.convert::<f32>(), d))
+        };
+        export_check(backend, "cnn", model, image);
+        let c = case_config(&models(), "image_cnn");
+        let channels: Vec<usize> = c["conv_channels"]
+            .as_array()
+            .expect("channels")
+            .iter()
+            .map(|v| v.as_u64().expect("channel") as usize)
+            .collect();
+        let model = CnnConfig::new()
+            .with_in_channels(usize_of(&c, "in_channels"))
+            .with_image_size(usize_of(&c, "image_size"))
+            .with_conv_channels([channels[0], channels[1], channels[2]])
+            .with_hidden_size(usize_of(&c, "hidden_size"))
+            .with_num_classes(usize_of(&c, "num_classes"))
+            .init(&device)
+            .expect("valid");
+        export_check(backend, "image_cnn", model, image);
+    }
+}
+
+#[test]
+fn pytorch_loads_the_lstm_export_strictly() {
+    for backend in BACKENDS {
+        let device = backend.device().expect("backend");
+        seed_device(&device, 41);
+        let c = case_config(&models(), "lstm");
+        let model = LstmClassifierConfig::new()
+            .with_input_size(usize_of(&c, "input_size"))
+            .with_hidden_size(usize_of(&c, "hidden_size"))
+            .with_num_layers(usize_of(&c, "num_layers"))
+            .with_num_classes(usize_of(&c, "num_classes"))
+            .init(&device)
+            .expect("valid");
+        export_check(backend, "lstm", model, |m, x, d| {
+            m.forward(Tensor::<3>::from_data(x.convert::<f32>(), d))
+        });
+    }
+}
+
+#[test]
+fn pytorch_loads_the_transformer_export_strictly() {
+    for backend in BACKENDS {
+        let device = backend.device().expect("backend");
+        seed_device(&device, 43);
+        let c = case_config(&models(), "transformer");
+        let model = TransformerClassifierConfig::new()
+            .with_vocab_size(usize_of(&c, "vocab_size"))
+            .with_d_model(usize_of(&c, "d_model"))
+            .with_n_heads(usize_of(&c, "n_heads"))
+            .with_n_layers(usize_of(&c, "n_layers"))
+            .with_d_ff(usize_of(&c, "d_ff"))
+            .with_max_seq_length(usize_of(&c, "max_seq_length"))
+            .with_num_classes(usize_of(&c, "num_classes"))
+            .init(&device)
+            .expect("valid");
+        export_check(backend, "transformer", model, |m, x, d| {
+            let tokens = Tensor::<2, Int>::from_data(x.convert::<i64>(), d);
+            m.forward(TransformerInput::Tokens(tokens))
+                .expect("tokens fit")
+        });
+    }
+}
+
+#[test]
+fn pytorch_loads_the_scratch_export_strictly() {
+    for backend in BACKENDS {
+        let device = backend.device().expect("backend");
+        seed_device(&device, 47);
+        let c = case_config(&models(), "scratch");
+        let sizes: Vec<usize> = c["layer_sizes"]
+            .as_array()
+            .expect("sizes")
+            .iter()
+            .map(|v| v.as_u64().expect("size") as usize)
+            .collect();
+        // The case is the chapter's sigmoid network; He-scaled weights so that the logits
+        // are not all near zero.
+        let model = ScratchMlpConfig::new(sizes)
+            .with_activation(ScratchActivation::Sigmoid)
+            .with_output(ScratchOutput::Sigmoid)
+            .with_init_scale(0.0)
+            .init(&device)
+            .expect("valid");
+        export_check(backend, "scratch", model, |m, x, d| m.logits(float(x, d)));
     }
 }
 

@@ -10,7 +10,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Error, Result};
 
-use crate::mlp::{check_dropout, check_positive};
+use crate::mlp::{ParamCount, check_dropout, check_positive};
 
 /// Configuration of [`Cnn`]; the defaults are the chapter's `ConvolutionalNeuralNetwork`
 /// for 1x28x28 digits. [`CnnConfig::image_cnn`] gives the image-classification case.
@@ -56,6 +56,27 @@ impl CnnConfig {
     /// Features entering `fc1`: last conv channels x pooled height x pooled width.
     pub fn flattened_features(&self) -> usize {
         self.conv_channels[2] * self.pooled_size() * self.pooled_size()
+    }
+
+    /// Number of parameters [`CnnConfig::init`] would allocate, computed without allocating;
+    /// an error when it overflows `usize`.
+    ///
+    /// ```
+    /// assert_eq!(dl_models::CnnConfig::new().num_params()?, 688_138);
+    /// # Ok::<(), dl_core::Error>(())
+    /// ```
+    pub fn num_params(&self) -> Result<usize> {
+        let [c1, c2, c3] = self.conv_channels;
+        let mut total = ParamCount::new("CNN");
+        for (c_in, c_out) in [(self.in_channels, c1), (c1, c2), (c2, c3)] {
+            total.add(&[c_out, c_in, 3, 3]);
+            total.add(&[c_out]);
+        }
+        let pooled = self.pooled_size();
+        total.add(&[c3, pooled, pooled, self.hidden_size]);
+        total.add(&[self.hidden_size]);
+        total.linear(self.hidden_size, self.num_classes);
+        total.finish()
     }
 
     /// Build the network with PyTorch's default initialisation.
@@ -131,7 +152,41 @@ pub type ImageCnn = Cnn;
 
 impl Cnn {
     /// Logits `[batch, num_classes]` for images `[batch, channels, height, width]`.
+    ///
+    /// Panics with a message naming the expected shape when the input does not fit; use
+    /// [`Cnn::try_forward`] on user data.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self.try_forward(images) {
+            Ok(logits) => logits,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Cnn::forward`] that returns an error when the channels are not `conv1`'s input
+    /// channels or the image size does not give the `fc1` input features after the three
+    /// 2x2 max-pools.
+    pub fn try_forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
+        let dims = images.dims();
+        let [batch, channels, height, width] = dims;
+        let expected_channels = self.conv1.weight.dims()[1];
+        let last_channels = self.conv3.weight.dims()[0];
+        let features = self.fc1.weight.dims()[0];
+        let flattened = last_channels
+            .checked_mul(height / 8)
+            .and_then(|x| x.checked_mul(width / 8));
+        if channels != expected_channels || flattened != Some(features) {
+            return Err(Error::invalid(
+                "CNN input shape",
+                format!(
+                    "[{batch}, {expected_channels}, H, W] with {last_channels} x (H/8) x (W/8) = {features} (fc1's input features)"
+                ),
+                format!("{dims:?}"),
+            ));
+        }
+        Ok(self.run(images))
+    }
+
+    fn run(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.pool.forward(relu(self.conv1.forward(images)));
         let x = self.pool.forward(relu(self.conv2.forward(x)));
         let x = self.pool.forward(relu(self.conv3.forward(x)));
@@ -178,6 +233,49 @@ mod tests {
             image.forward(Tensor::zeros([1, 3, 64, 64], &device)).dims(),
             [1, 10]
         );
+    }
+
+    #[test]
+    fn num_params_counts_without_allocating() {
+        let device = BackendKind::Flex.device().expect("flex");
+        let config = CnnConfig::new()
+            .with_in_channels(2)
+            .with_image_size(16)
+            .with_conv_channels([3, 4, 5])
+            .with_hidden_size(6)
+            .with_num_classes(7);
+        let built = config.init(&device).expect("valid").num_params();
+        // 2*3*9+3 + 3*4*9+4 + 4*5*9+5 + (5*2*2)*6+6 + 6*7+7 = 57+112+185+126+49
+        assert_eq!(built, 529);
+        assert_eq!(config.num_params().expect("fits"), built);
+        let huge = CnnConfig::new().with_conv_channels([1, 1, usize::MAX]);
+        assert!(huge.num_params().is_err());
+    }
+
+    #[test]
+    fn try_forward_names_the_expected_shape() {
+        let device = BackendKind::Flex.device().expect("flex");
+        let cnn = CnnConfig::new()
+            .with_conv_channels([2, 2, 2])
+            .with_hidden_size(4)
+            .init(&device)
+            .expect("valid");
+        let err = cnn
+            .try_forward(Tensor::zeros([1, 3, 28, 28], &device))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid CNN input shape: expected [1, 1, H, W] with 2 x (H/8) x (W/8) = 18 (fc1's input features), got [1, 3, 28, 28]"
+        );
+        let err = cnn
+            .try_forward(Tensor::zeros([1, 1, 64, 64], &device))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid CNN input shape: expected [1, 1, H, W] with 2 x (H/8) x (W/8) = 18 (fc1's input features), got [1, 1, 64, 64]"
+        );
+        let logits = cnn.try_forward(Tensor::zeros([2, 1, 28, 28], &device));
+        assert_eq!(logits.expect("fits").dims(), [2, 10]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Result};
 use dl_layers::{Lstm, LstmConfig};
 
-use crate::mlp::{check_dropout, check_positive};
+use crate::mlp::{ParamCount, check_dropout, check_positive};
 
 /// Configuration of [`LstmClassifier`]; the defaults are the chapter's sequence-prediction
 /// case (input 10, hidden 64, 2 layers, 5 classes, dropout 0.2 between layers).
@@ -37,6 +37,30 @@ pub struct LstmClassifierConfig {
 }
 
 impl LstmClassifierConfig {
+    /// Number of parameters [`LstmClassifierConfig::init`] would allocate, computed without
+    /// allocating; an error when it overflows `usize`.
+    ///
+    /// ```
+    /// // 2 layers: 4*64*(10+64) + 8*64, then 4*64*(64+64) + 8*64; fc 64*5 + 5.
+    /// assert_eq!(dl_models::LstmClassifierConfig::new().num_params()?, 53_061);
+    /// # Ok::<(), dl_core::Error>(())
+    /// ```
+    pub fn num_params(&self) -> Result<usize> {
+        let h = self.hidden_size;
+        let mut total = ParamCount::new("LSTM classifier");
+        if self.num_layers > 0 {
+            // Layer 0 reads the input; every later layer reads the previous hidden state.
+            total.add(&[4, h, self.input_size]);
+            total.add(&[4, h, h]);
+            total.add(&[8, h]);
+            let later = self.num_layers - 1;
+            total.add(&[later, 4, h, h.saturating_mul(2)]);
+            total.add(&[later, 8, h]);
+        }
+        total.linear(h, self.num_classes);
+        total.finish()
+    }
+
     /// Build the network with PyTorch's initialisation (`U(-1/sqrt(h), 1/sqrt(h))` for the
     /// LSTM, kaiming-uniform for the classifier).
     pub fn init(&self, device: &Device) -> Result<LstmClassifier> {
@@ -129,6 +153,13 @@ mod tests {
             .init(&device)
             .unwrap();
         assert_eq!(rows.parameter_count(), 214_282);
+        let three = LstmClassifierConfig::new().with_num_layers(3);
+        assert_eq!(
+            three.num_params().unwrap(),
+            three.init(&device).unwrap().parameter_count()
+        );
+        let huge = LstmClassifierConfig::new().with_hidden_size(1 << 40);
+        assert!(huge.num_params().is_err());
     }
 
     #[test]

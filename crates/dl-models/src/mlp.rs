@@ -76,11 +76,59 @@ impl MlpConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
         })
     }
+
+    /// Number of parameters [`MlpConfig::init`] would allocate, computed without allocating;
+    /// an error when it overflows `usize`.
+    ///
+    /// ```
+    /// assert_eq!(dl_models::MlpConfig::new().num_params()?, 535_818);
+    /// # Ok::<(), dl_core::Error>(())
+    /// ```
+    pub fn num_params(&self) -> Result<usize> {
+        let mut sizes = vec![self.input_size];
+        sizes.extend(&self.hidden_sizes);
+        sizes.push(self.num_classes);
+        let mut total = ParamCount::new("MLP");
+        for w in sizes.windows(2) {
+            total.linear(w[0], w[1]);
+        }
+        total.finish()
+    }
 }
 
 impl Mlp {
+    /// Features per sample the first layer reads.
+    pub fn input_size(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.weight.dims()[0])
+    }
+
     /// Logits `[batch, num_classes]` for inputs `[batch, input_size]`.
+    ///
+    /// Panics with a message naming the expected shape when the input does not fit; use
+    /// [`Mlp::try_forward`] on user data.
     pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        match self.try_forward(input) {
+            Ok(logits) => logits,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Mlp::forward`] that returns an error for an input whose width is not the first
+    /// layer's `input_size`.
+    pub fn try_forward(&self, input: Tensor<2>) -> Result<Tensor<2>> {
+        let dims = input.dims();
+        let expected = self.input_size();
+        if dims[1] != expected {
+            return Err(Error::shape_mismatch(
+                "MLP input",
+                &[dims[0], expected],
+                &dims,
+            ));
+        }
+        Ok(self.run(input))
+    }
+
+    fn run(&self, input: Tensor<2>) -> Tensor<2> {
         let last = self.layers.len() - 1;
         let mut x = input;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -126,6 +174,44 @@ pub(crate) fn check_positive(what: &str, value: usize) -> Result<()> {
     }
 }
 
+/// A parameter count summed with overflow checks, so that a configuration read from a file
+/// (`hidden_size: 10^15`) is measured before anything is allocated.
+pub(crate) struct ParamCount {
+    model: &'static str,
+    total: Option<usize>,
+}
+
+impl ParamCount {
+    pub(crate) fn new(model: &'static str) -> Self {
+        Self {
+            model,
+            total: Some(0),
+        }
+    }
+
+    /// Adds the product of `dims`.
+    pub(crate) fn add(&mut self, dims: &[usize]) {
+        let product = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        self.total = self.total.zip(product).and_then(|(t, p)| t.checked_add(p));
+    }
+
+    /// A linear layer `fan_in -> fan_out` with bias.
+    pub(crate) fn linear(&mut self, fan_in: usize, fan_out: usize) {
+        self.add(&[fan_in, fan_out]);
+        self.add(&[fan_out]);
+    }
+
+    pub(crate) fn finish(self) -> Result<usize> {
+        self.total.ok_or_else(|| {
+            Error::invalid(
+                format!("{} configuration", self.model),
+                "a parameter count that fits in usize",
+                "an overflowing one",
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +225,43 @@ mod tests {
         assert_eq!(mlp.parameter_count(), 535_818);
         assert_eq!(mlp.num_classes(), 10);
         assert_eq!(mlp.layers.len(), 3);
+    }
+
+    #[test]
+    fn num_params_counts_without_allocating() {
+        let device = BackendKind::Flex.device().expect("flex");
+        let config = MlpConfig::new()
+            .with_input_size(7)
+            .with_hidden_sizes(vec![5, 3])
+            .with_num_classes(2);
+        // 7*5+5 + 5*3+3 + 3*2+2 = 66
+        assert_eq!(config.num_params().expect("fits"), 66);
+        assert_eq!(config.init(&device).expect("valid").num_params(), 66);
+        let huge = MlpConfig::new().with_hidden_sizes(vec![usize::MAX / 2, usize::MAX / 2]);
+        let err = huge.num_params().unwrap_err();
+        assert!(err.to_string().contains("MLP configuration"), "{err}");
+    }
+
+    #[test]
+    fn try_forward_names_the_expected_width() {
+        let device = BackendKind::Flex.device().expect("flex");
+        let mlp = MlpConfig::new()
+            .with_hidden_sizes(vec![4])
+            .init(&device)
+            .expect("valid");
+        let err = mlp
+            .try_forward(Tensor::zeros([2, 783], &device))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "shape mismatch for MLP input: expected [2, 784], got [2, 783]"
+        );
+        assert_eq!(
+            mlp.try_forward(Tensor::zeros([2, 784], &device))
+                .expect("fits")
+                .dims(),
+            [2, 10]
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ use burn::tensor::{Device, Distribution, Int, Tensor};
 use dl_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::mlp::ParamCount;
+
 /// Hidden-layer activation of [`ScratchMlp`], as the chapter's `activation` argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -125,6 +127,22 @@ pub struct ScratchMlpConfig {
 }
 
 impl ScratchMlpConfig {
+    /// Number of parameters [`ScratchMlpConfig::init`] would allocate, computed without
+    /// allocating; an error when it overflows `usize`.
+    ///
+    /// ```
+    /// let config = dl_models::ScratchMlpConfig::new(vec![784, 128, 10]);
+    /// assert_eq!(config.num_params()?, 784 * 128 + 128 + 128 * 10 + 10);
+    /// # Ok::<(), dl_core::Error>(())
+    /// ```
+    pub fn num_params(&self) -> Result<usize> {
+        let mut total = ParamCount::new("scratch network");
+        for pair in self.layer_sizes.windows(2) {
+            total.linear(pair[0], pair[1]);
+        }
+        total.finish()
+    }
+
     /// Build the network. Seed the device first ([`dl_core::seed_device`]) for reproducible
     /// weights.
     pub fn init(&self, device: &Device) -> Result<ScratchMlp> {
@@ -214,8 +232,31 @@ pub struct ScratchGradients {
 
 impl ScratchMlp {
     /// Pre-activations `z_l` of the output layer: the logits, `[batch, classes]`.
+    ///
+    /// Panics when `x` is not `[batch, layer_sizes[0]]`; use [`ScratchMlp::try_logits`] on
+    /// user data.
     pub fn logits(&self, x: Tensor<2>) -> Tensor<2> {
-        self.forward_all(x).1
+        match self.try_logits(x) {
+            Ok(logits) => logits,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`ScratchMlp::logits`] that returns an error when the width of `x` is not the first
+    /// layer's input size.
+    pub fn try_logits(&self, x: Tensor<2>) -> Result<Tensor<2>> {
+        let dims = x.dims();
+        if let Some(w) = self.weights.first() {
+            let expected = w.val().dims()[1];
+            if dims[1] != expected {
+                return Err(Error::shape_mismatch(
+                    "scratch network input",
+                    &[dims[0], expected],
+                    &dims,
+                ));
+            }
+        }
+        Ok(self.forward_all(x).1)
     }
 
     /// The network's outputs `a_L` (probabilities), `[batch, classes]`.
@@ -546,5 +587,29 @@ mod tests {
             .iter::<f64>()
             .all(|v| v == 0.0);
         assert!(b);
+    }
+
+    #[test]
+    fn try_logits_checks_the_width_and_num_params_the_sizes() {
+        let device = BackendKind::Flex.device().unwrap();
+        let config = ScratchMlpConfig::new(vec![5, 4, 3]);
+        let net = config.init(&device).unwrap();
+        assert_eq!(config.num_params().unwrap(), net.num_params());
+        let err = net.try_logits(Tensor::zeros([2, 6], &device)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "shape mismatch for scratch network input: expected [2, 5], got [2, 6]"
+        );
+        assert_eq!(
+            net.try_logits(Tensor::zeros([2, 5], &device))
+                .unwrap()
+                .dims(),
+            [2, 3]
+        );
+        assert!(
+            ScratchMlpConfig::new(vec![usize::MAX, 3])
+                .num_params()
+                .is_err()
+        );
     }
 }

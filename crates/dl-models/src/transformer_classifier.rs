@@ -11,7 +11,7 @@ use dl_layers::{
     TransformerBlockConfig,
 };
 
-use crate::mlp::{check_dropout, check_positive};
+use crate::mlp::{ParamCount, check_dropout, check_positive};
 
 /// Configuration of [`TransformerClassifier`].
 ///
@@ -61,6 +61,32 @@ pub struct TransformerClassifierConfig {
 }
 
 impl TransformerClassifierConfig {
+    /// Number of parameters [`TransformerClassifierConfig::init`] would allocate, computed
+    /// without allocating; an error when it overflows `usize`. (The positional table,
+    /// `max_seq_length x d_model` values, is a constant, not a parameter.)
+    ///
+    /// ```
+    /// assert_eq!(dl_models::TransformerClassifierConfig::new().num_params()?, 164_618);
+    /// # Ok::<(), dl_core::Error>(())
+    /// ```
+    pub fn num_params(&self) -> Result<usize> {
+        let d = self.d_model;
+        let mut total = ParamCount::new("transformer");
+        match self.patch_size {
+            Some(size) => total.linear(size, d),
+            None => total.add(&[self.vocab_size, d]),
+        }
+        let mut block = ParamCount::new("transformer");
+        block.linear(d, d.saturating_mul(3)); // in_proj
+        block.linear(d, d); // out_proj
+        block.linear(d, self.d_ff);
+        block.linear(self.d_ff, d);
+        block.add(&[4, d]); // norm1, norm2: weight and bias
+        total.add(&[self.n_layers, block.finish()?]);
+        total.linear(d, self.num_classes);
+        total.finish()
+    }
+
     /// Build the network with PyTorch's initialisation.
     pub fn init(&self, device: &Device) -> Result<TransformerClassifier> {
         check_dropout(self.dropout)?;
@@ -257,6 +283,16 @@ mod tests {
         // PyTorch: Transformer(1000, 64, 8, 2, 256, 100, 10) has 164_618 parameters.
         let model = TransformerClassifierConfig::new().init(&device).unwrap();
         assert_eq!(model.parameter_count(), 164_618);
+        let patches = TransformerClassifierConfig::new()
+            .with_patch_size(Some(49))
+            .with_n_layers(3)
+            .with_d_ff(32);
+        assert_eq!(
+            patches.num_params().unwrap(),
+            patches.init(&device).unwrap().parameter_count()
+        );
+        let huge = TransformerClassifierConfig::new().with_d_model(1 << 40);
+        assert!(huge.num_params().is_err());
     }
 
     #[test]

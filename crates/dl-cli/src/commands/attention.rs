@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::activation::softmax;
 
 use crate::cli::AttentionArgs;
@@ -11,24 +11,60 @@ use crate::data::{Batcher, Digits, Split, default_data_dir};
 use crate::model::DigitModel;
 use crate::plot;
 
+/// Most attention maps (layers x heads) one picture holds: 150 px each, so 64 maps make a
+/// picture of at most ~10,000 x 10,000 pixels.
+const MAX_MAPS: usize = 64;
+
 /// Run `dl attention`.
 pub fn run(args: &AttentionArgs) -> Result<()> {
     let (model, device) = load_model(&args.checkpoint, &args.data)?;
     let dir = args.data.data.clone().unwrap_or_else(default_data_dir);
     let digits = Digits::load(&dir, args.data.split, None)?;
-    let caption = write(
+    let drawn = write(
         &model,
         &digits,
         args.data.split,
         args.index,
         &args.out,
         &device,
-    )?;
-    println!("{caption}: wrote {}", args.out.display());
+    )
+    .with_context(|| format!("checkpoint {}", args.checkpoint.display()))?;
+    if args.json {
+        let value = serde_json::json!({
+            "checkpoint": args.checkpoint,
+            "split": format!("{:?}", args.data.split).to_lowercase(),
+            "index": args.index,
+            "label": drawn.label,
+            "predicted": drawn.predicted,
+            "probabilities": drawn.probabilities,
+            "tokens": drawn.tokens,
+            "weights": drawn.maps,
+            "out": args.out,
+        });
+        println!("{value}");
+    } else {
+        println!("{}: wrote {}", drawn.caption, args.out.display());
+    }
     Ok(())
 }
 
-/// Draw the attention maps of digit `index` of `digits` to `out`; returns the caption.
+/// What [`write`] drew.
+pub struct Drawn {
+    /// The picture's caption.
+    pub caption: String,
+    /// The digit's label.
+    pub label: u8,
+    /// The predicted class.
+    pub predicted: usize,
+    /// The probability of every class.
+    pub probabilities: Vec<f32>,
+    /// Tokens (patches) per sequence.
+    pub tokens: usize,
+    /// `maps[layer][head]`: the `tokens x tokens` attention weights, query-major, as drawn.
+    pub maps: Vec<Vec<Vec<f32>>>,
+}
+
+/// Draw the attention maps of digit `index` of `digits` to `out`.
 pub fn write(
     model: &DigitModel,
     digits: &Digits,
@@ -36,7 +72,7 @@ pub fn write(
     index: usize,
     out: &Path,
     device: &burn::tensor::Device,
-) -> Result<String> {
+) -> Result<Drawn> {
     if index >= digits.len() {
         bail!(
             "--index {index}: the {split:?} split holds {} digits",
@@ -45,6 +81,14 @@ pub fn write(
     }
     let batch = Batcher::batch(digits, &[index]);
     let (logits, weights) = model.attention(&batch.images, 1, device)?;
+    let maps_drawn: usize = weights.iter().map(|w| w.dims()[1]).sum();
+    if weights.is_empty() || maps_drawn > MAX_MAPS {
+        bail!(
+            "the transformer has {} layers of {} heads: expected 1 to {MAX_MAPS} attention maps to draw, got {maps_drawn}",
+            weights.len(),
+            weights.first().map_or(0, |w| w.dims()[1])
+        );
+    }
     let probabilities: Vec<f32> = softmax(logits, 1)
         .into_data()
         .try_to_vec::<f32>()
@@ -54,7 +98,7 @@ pub fn write(
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map_or(0, |(c, _)| c);
-    let mut maps = Vec::new();
+    let mut maps: Vec<Vec<Vec<f32>>> = Vec::new();
     let mut tokens = 0;
     for layer in weights {
         let [_, heads, queries, keys] = layer.dims();
@@ -76,5 +120,12 @@ pub fn write(
     .replace("Test", "test")
     .replace("Train", "train");
     plot::attention(out, digits.image(index), &caption, &maps, tokens)?;
-    Ok(caption)
+    Ok(Drawn {
+        caption,
+        label: digits.labels[index],
+        predicted,
+        probabilities,
+        tokens,
+        maps,
+    })
 }

@@ -32,18 +32,21 @@ pub fn run(args: &TrainArgs, stop: &Arc<AtomicBool>) -> Result<TrainOutcome> {
     };
     let mut reporter = Reporter::new(mode, config.model.name());
     let outcome = train(&config, existing, &mut reporter, stop)?;
-    if !outcome.interrupted {
+    if let Some(summary) = &outcome.summary {
         reporter.event(
             "done",
             &format!(
-                "{}: best test accuracy {:.2}% after {} epochs, {:.1}s; outputs in {}",
+                "{}: best validation accuracy {:.2}% at epoch {} of {}; that checkpoint's test accuracy {:.2}% ({} digits); {:.1}s; outputs in {}",
                 config.model.name(),
-                outcome.best_accuracy() * 100.0,
+                summary.val_accuracy * 100.0,
+                summary.best_epoch,
                 outcome.history.len(),
+                summary.test_accuracy * 100.0,
+                summary.test_count,
                 outcome.seconds,
                 outcome.folder.dir.display()
             ),
-            serde_json::json!({"best_test_accuracy": outcome.best_accuracy(), "seconds": outcome.seconds}),
+            serde_json::json!({"summary": summary, "seconds": outcome.seconds}),
         );
     }
     Ok(outcome)

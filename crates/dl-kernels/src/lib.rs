@@ -7,31 +7,31 @@
 //!
 //! | kernel | file | native on | numerics |
 //! |---|---|---|---|
-//! | LSTM recurrence (forward + backpropagation through time) | `lstm.rs`, `lstm_host.rs` | Flex, NdArray | PyTorch's equations; `σ`/`tanh` within 3e-7 relative |
+//! | LSTM recurrence (forward + backpropagation through time) | `lstm.rs`, `lstm_host.rs` | Flex | PyTorch's equations; `σ`/`tanh` within 3e-7 relative |
 //! | vectorisable `exp`, `sigmoid`, `tanh` | `simd_math.rs` | every CPU | Cephes, within 2–3 ulp |
 //!
 //! No `unsafe`: the SIMD code is plain loops compiled per instruction set by
 //! [`pulp::Arch::dispatch`].
 
-#[cfg(any(feature = "flex", feature = "ndarray"))]
+#[cfg(feature = "flex")]
 mod lstm;
-#[cfg(any(feature = "flex", feature = "ndarray"))]
+#[cfg(feature = "flex")]
 mod lstm_host;
 pub mod simd_math;
 
-#[cfg(any(feature = "flex", feature = "ndarray"))]
+#[cfg(feature = "flex")]
 pub use lstm::{
     HostTensors, LstmOps, has_fused_lstm, lstm_recurrence, lstm_recurrence_batch_first,
 };
 
-/// Without the `flex` and `ndarray` features no backend has a fused LSTM.
-#[cfg(not(any(feature = "flex", feature = "ndarray")))]
+/// Without the `flex` feature no backend has a fused LSTM.
+#[cfg(not(feature = "flex"))]
 pub fn has_fused_lstm(_device: &burn::tensor::Device, _dtype: burn::tensor::DType) -> bool {
     false
 }
 
-/// Without the `flex` and `ndarray` features no backend has a fused LSTM: always `None`.
-#[cfg(not(any(feature = "flex", feature = "ndarray")))]
+/// Without the `flex` feature no backend has a fused LSTM: always `None`.
+#[cfg(not(feature = "flex"))]
 pub fn lstm_recurrence_batch_first(
     _projected: &burn::tensor::Tensor<3>,
     _w_hh: &burn::tensor::Tensor<2>,
@@ -42,8 +42,8 @@ pub fn lstm_recurrence_batch_first(
     None
 }
 
-/// Without the `flex` and `ndarray` features no backend has a fused LSTM: always `None`.
-#[cfg(not(any(feature = "flex", feature = "ndarray")))]
+/// Without the `flex` feature no backend has a fused LSTM: always `None`.
+#[cfg(not(feature = "flex"))]
 pub fn lstm_recurrence(
     _projected: &burn::tensor::Tensor<3>,
     _w_hh: &burn::tensor::Tensor<2>,

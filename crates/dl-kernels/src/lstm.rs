@@ -2,15 +2,14 @@
 //!
 //! [`LstmOps::lstm_recurrence`] runs one layer in one direction over a whole sequence, given
 //! the input projection of every step (`x_t W_ihᵀ + b_ih + b_hh`, one large product the caller
-//! makes with ordinary tensor operations) and the recurrent weight. On Flex and NdArray it runs the host
+//! makes with ordinary tensor operations) and the recurrent weight. On Flex it runs the host
 //! kernel of [`crate::lstm_host`]: per step one `[B, H] × [H, 4H]` product (Flex's gemm) and one
 //! vectorised loop for the gates and the cell update. Under autodiff its backward pass is the
 //! hand-written backpropagation through time of the same module, with the gradient of `W_hh`
 //! as one `[4H, T·B] × [T·B, H]` product after the loop, instead of the ~10 recorded
 //! operations per step that the composed LSTM leaves to Burn's autodiff.
 //!
-//! NdArray runs the same host kernel with its own matrix products. Backends without the
-//! kernel (LibTorch, wgpu, CUDA) are not routed here:
+//! Backends without the kernel (NdArray, LibTorch, wgpu, CUDA) are not routed here:
 //! [`lstm_recurrence`] returns `None` for them and `dl_layers::Lstm` keeps its composed path.
 //!
 //! Numerics against PyTorch: the same equations in the same order per element; `σ` and `tanh`
@@ -19,20 +18,13 @@
 //! results agree with PyTorch's LSTM to f32 rounding (checked in dl-layers' parity tests at
 //! rtol 1e-5 for outputs and 1e-4 for gradients).
 
-// burn-ndarray is deprecated by Burn and still one of our backends.
-#![allow(deprecated)]
 use std::borrow::Cow;
 
-#[cfg(feature = "flex")]
 use burn::backend::Flex;
-#[cfg(feature = "ndarray")]
-use burn::backend::NdArray;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-#[cfg(feature = "ndarray")]
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
@@ -40,7 +32,7 @@ use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use crate::lstm_host::{self, Dims, Recurrent};
 
 /// The fused recurrence, per backend.
-#[backend_extension(Flex: cfg(feature = "flex"), NdArray: cfg(feature = "ndarray"), Autodiff)]
+#[backend_extension(Flex, Autodiff)]
 pub trait LstmOps: Backend {
     /// One LSTM layer in one direction over a sequence.
     ///
@@ -61,23 +53,14 @@ pub trait LstmOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Whether [`lstm_recurrence`] has a native kernel for `f32` tensors on `device` (Flex or
-/// NdArray, with or without autodiff).
+/// Whether [`lstm_recurrence`] has a native kernel for `f32` tensors on `device` (Flex, with or
+/// without autodiff).
+///
+/// NdArray keeps the composed path: the same host kernel measured 2-3x slower there than
+/// NdArray's own operations, because reading its matrix products back into host memory copies
+/// them element by element (68% of the LSTM layer's time under perf).
 pub fn has_fused_lstm(device: &Device, dtype: DType) -> bool {
-    if dtype != DType::F32 {
-        return false;
-    }
-    let inner = device.clone().inner();
-    #[cfg(feature = "flex")]
-    if inner == Device::flex() {
-        return true;
-    }
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)]
-    if inner == Device::ndarray() {
-        return true;
-    }
-    false
+    dtype == DType::F32 && device.clone().inner() == Device::flex()
 }
 
 /// The fused recurrence on tensors, or `None` when their device has no native kernel (see
@@ -166,7 +149,6 @@ pub trait HostTensors: Backend {
     fn from_host(values: Vec<f32>, shape: Shape) -> FloatTensor<Self>;
 }
 
-#[cfg(feature = "flex")]
 impl HostTensors for Flex {
     fn to_host(tensor: FloatTensor<Self>) -> Vec<f32> {
         let data = tensor.into_data();
@@ -189,28 +171,6 @@ impl HostTensors for Flex {
     }
 }
 
-#[cfg(feature = "ndarray")]
-impl HostTensors for NdArray {
-    fn to_host(tensor: FloatTensor<Self>) -> Vec<f32> {
-        // NdArray's read is an immediately ready future.
-        let data = burn::tensor::read_sync(Self::float_into_data(tensor))
-            .expect("reading an NdArray tensor cannot fail");
-        match data.dtype() {
-            DType::F32 => data.try_into_vec::<f32>(),
-            _ => data.convert::<f32>().try_into_vec::<f32>(),
-        }
-        .expect("an f32 tensor reads as f32 values")
-    }
-
-    fn host_values(tensor: &FloatTensor<Self>) -> Cow<'_, [f32]> {
-        Cow::Owned(Self::to_host(tensor.clone()))
-    }
-
-    fn from_host(values: Vec<f32>, shape: Shape) -> FloatTensor<Self> {
-        burn::backend::ndarray::NdArrayTensor::from_data(TensorData::new(values, shape))
-    }
-}
-
 /// The forward pass without autodiff, on a backend with host tensors.
 macro_rules! host_lstm_ops {
     ($backend:ty) => {
@@ -230,10 +190,7 @@ macro_rules! host_lstm_ops {
     };
 }
 
-#[cfg(feature = "flex")]
 host_lstm_ops!(Flex);
-#[cfg(feature = "ndarray")]
-host_lstm_ops!(NdArray);
 
 /// `W_hh` and the products with it, through the backend's matmul.
 struct Weights<B: Backend> {

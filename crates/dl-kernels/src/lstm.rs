@@ -67,6 +67,11 @@ pub fn has_fused_lstm(device: &Device, dtype: DType) -> bool {
 /// [`has_fused_lstm`]); shapes as in [`LstmOps::lstm_recurrence`] (time-major here; the
 /// batch-first layout is [`lstm_recurrence_batch_first`]).
 ///
+/// # Panics
+///
+/// When the last dimension of `projected` is not `4H` for the `H` of `w_hh` `[4H, H]`, or `h0`
+/// and `c0` are not `[B, H]` (`dl_layers::Lstm::try_forward` checks its inputs before calling).
+///
 /// ```
 /// use burn::tensor::Tensor;
 ///
@@ -126,6 +131,23 @@ fn recurrence(
     if !has_fused_lstm(&projected.device(), projected.dtype()) {
         return None;
     }
+    let [d0, d1, gates] = projected.dims();
+    let batch = if batch_first { d0 } else { d1 };
+    let hidden = gates / 4;
+    let expected = ([4 * hidden, hidden], [batch, hidden]);
+    assert!(
+        gates % 4 == 0
+            && w_hh.dims() == expected.0
+            && h0.dims() == expected.1
+            && c0.dims() == expected.1,
+        "lstm_recurrence: projected {:?} needs w_hh {:?} and h0, c0 {:?}; got {:?}, {:?}, {:?}",
+        projected.dims(),
+        expected.0,
+        expected.1,
+        w_hh.dims(),
+        h0.dims(),
+        c0.dims()
+    );
     let out = <Dispatch as LstmOps>::lstm_recurrence(
         projected.clone().into_dispatch(),
         w_hh.clone().into_dispatch(),
@@ -383,5 +405,33 @@ impl<B: HostTensors + LstmOps, C: CheckpointStrategy> LstmOps for Autodiff<B, C>
                 batch_first,
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "lstm_recurrence: projected [5, 2, 12] needs w_hh [12, 3]")]
+    fn inconsistent_shapes_are_named() {
+        let device = Device::flex();
+        let projected = Tensor::<3>::zeros([5, 2, 12], &device);
+        let w_hh = Tensor::<2>::zeros([12, 4], &device);
+        let zeros = Tensor::<2>::zeros([2, 3], &device);
+        let _ = lstm_recurrence(&projected, &w_hh, &zeros, &zeros, false);
+    }
+
+    #[test]
+    #[cfg(feature = "ndarray")]
+    fn other_backends_are_not_routed() {
+        #[allow(deprecated)]
+        let device = Device::ndarray();
+        let projected = Tensor::<3>::zeros([5, 2, 12], &device);
+        let w_hh = Tensor::<2>::zeros([12, 3], &device);
+        let zeros = Tensor::<2>::zeros([2, 3], &device);
+        assert!(!has_fused_lstm(&device, DType::F32));
+        assert!(lstm_recurrence(&projected, &w_hh, &zeros, &zeros, false).is_none());
+        assert!(!has_fused_lstm(&Device::flex(), DType::F64));
     }
 }

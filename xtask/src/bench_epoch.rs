@@ -189,6 +189,28 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_program_is_an_error_that_names_the_model() {
+        let root = std::env::temp_dir();
+        let err = run_dl(&root, Path::new("false"), EpochPlan::QUICK, "lstm", 1)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref()
+                .map(|e| e.starts_with("`dl train lstm` for the epoch benchmark failed")),
+            Some(true),
+            "{err:?}"
+        );
+        let missing = run_dl(
+            &root,
+            Path::new("/nonexistent/dl"),
+            EpochPlan::QUICK,
+            "mlp",
+            1,
+        );
+        assert!(missing.is_err());
+    }
+
+    #[test]
     fn the_warm_up_epoch_is_left_out_and_times_are_per_epoch() {
         let plan = EpochPlan {
             epochs: 3,

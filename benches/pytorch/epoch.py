@@ -5,7 +5,7 @@ divided by this one.
     python benches/pytorch/epoch.py --model lstm --threads 1 --epochs 3 --limit 800
 
 What one epoch does, as `dl train` does it (crates/dl-cli/src/train.rs):
-- the training digits of fixtures/mnist/train.bin (or --data), the first --limit of them,
+- the training digits of fixtures/mnist/train.safetensors (or --data), the first --limit of them,
   normalised once with MNIST's mean and standard deviation, shuffled per epoch by a seeded
   permutation;
 - per batch of --batch-size (the last one partial): the model's input view, forward,
@@ -23,7 +23,6 @@ Prints one JSON object: seconds and samples per second of every epoch.
 
 import argparse
 import json
-import struct
 import sys
 import time
 from pathlib import Path
@@ -42,16 +41,16 @@ SIDE, PATCH = 28, 7
 
 
 def read_digits(path, limit):
-    """The DLMN file of crates/dl-cli/src/data/format.rs: header, labels, pixels."""
-    raw = path.read_bytes()
-    magic, version, count, rows, cols = struct.unpack("<4sIIII", raw[:20])
-    if magic != b"DLMN" or version != 1:
-        raise SystemExit(f"{path} is not a DLMN version 1 digit file")
+    """The digit file of dl_io::DigitFile (crates/dl-io/src/digits.rs): safetensors with U8
+    `images` [count, 28, 28] and `labels` [count]."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    images, labels = tensors["images"], tensors["labels"]
+    count = labels.numel()
     n = min(count, limit) if limit else count
-    labels = torch.frombuffer(bytearray(raw[20:20 + count]), dtype=torch.uint8)[:n].long()
-    pixels = torch.frombuffer(bytearray(raw[20 + count:]), dtype=torch.uint8)
-    images = pixels.view(count, rows * cols)[:n].float()
-    return (images / 255.0 - MNIST_MEAN) / MNIST_STD, labels
+    images = images.reshape(count, -1)[:n].float()
+    return (images / 255.0 - MNIST_MEAN) / MNIST_STD, labels[:n].long()
 
 
 class PatchTransformer(models.Transformer):
@@ -109,7 +108,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, default=800)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--data", type=Path, default=ROOT / "fixtures" / "mnist" / "train.bin")
+    parser.add_argument("--data", type=Path, default=ROOT / "fixtures" / "mnist" / "train.safetensors")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

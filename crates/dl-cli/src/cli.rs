@@ -72,8 +72,8 @@ pub struct TrainArgs {
     /// Output folder (default runs/MODEL).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Data folder holding train.bin and test.bin (default: the committed fixtures/mnist;
-    /// `cargo xtask data` writes the full set to target/mnist).
+    /// Data folder holding train.safetensors and test.safetensors (default: the committed
+    /// fixtures/mnist, 8,000 training and 2,000 test digits).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Use at most this many digits of each split (for quick checks).
@@ -100,7 +100,8 @@ pub struct TrainArgs {
 /// Where the digits to evaluate come from.
 #[derive(Debug, Args)]
 pub struct DataArgs {
-    /// Data folder holding train.bin and test.bin (default: the committed fixtures/mnist).
+    /// Data folder holding train.safetensors and test.safetensors (default: the committed
+    /// fixtures/mnist).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Which split.
@@ -156,9 +157,10 @@ pub struct PredictArgs {
 pub struct AttentionArgs {
     /// A Transformer checkpoint written by `dl train transformer`.
     pub checkpoint: PathBuf,
-    /// Index of the digit in the split.
-    #[arg(long, default_value_t = 0)]
-    pub index: usize,
+    /// Index of the digit in the split (default: the first digit the model classifies
+    /// correctly).
+    #[arg(long)]
+    pub index: Option<usize>,
     /// Data, split, backend.
     #[command(flatten)]
     pub data: DataArgs,
@@ -201,9 +203,12 @@ pub struct InfoArgs {
 /// Options of `dl demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Data folder (default: the committed fixtures/mnist; target/mnist after `cargo xtask data`).
+    /// Data folder (default: the committed fixtures/mnist, 8,000 training and 2,000 test digits).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// A quick look (about a minute): only the first 800 digits of each split.
+    #[arg(long)]
+    pub quick: bool,
     /// Output folder; its runs are replaced.
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
@@ -217,7 +222,7 @@ pub struct DemoArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mlp,cnn,lstm,transformer,scratch"
+        default_value = "mlp,cnn,image-cnn,lstm,transformer,scratch"
     )]
     pub models: Vec<ModelKind>,
     /// Backend.

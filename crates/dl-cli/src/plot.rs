@@ -159,8 +159,15 @@ pub fn attention(
     let label_h = 22u32;
     let left = 190u32;
     let top = 50u32;
-    let width = left + heads as u32 * cell + 10;
+    let width = left + heads as u32 * cell + COLOUR_BAR_WIDTH;
     let height = top + layers as u32 * (cell + label_h) + 30;
+    // One colour scale for every map, so that maps compare: 0 to the largest weight drawn.
+    let max = maps
+        .iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .fold(f32::MIN_POSITIVE, f32::max);
     render(path, width, height, |root| {
         root.fill(&WHITE).map_err(plot_err)?;
         let font = ("sans-serif", 18).into_font();
@@ -213,7 +220,6 @@ pub fn attention(
                     ("sans-serif", 13).into_font(),
                 ))
                 .map_err(plot_err)?;
-                let max = map.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
                 for (i, &w) in map.iter().enumerate() {
                     let (q, k) = ((i / tokens) as i32, (i % tokens) as i32);
                     let (x, y) = (x0 + k * px, y0 + label_h as i32 + q * px);
@@ -225,14 +231,60 @@ pub fn attention(
                 }
             }
         }
+        colour_bar(
+            root,
+            (left + heads as u32 * cell + 14) as i32,
+            top as i32 + label_h as i32,
+            max,
+        )?;
         root.draw(&Text::new(
-            "rows: query patch, columns: key patch (0..15, row-major); darker = more attention; each map scaled to its maximum".to_string(),
+            "rows: query patch, columns: key patch (0..15, row-major); colour: attention weight, one scale for all maps".to_string(),
             (10, height as i32 - 22),
             ("sans-serif", 12).into_font(),
         ))
         .map_err(plot_err)?;
         Ok(())
     })
+}
+
+/// Room right of the attention maps for the colour bar and its labels.
+const COLOUR_BAR_WIDTH: u32 = 110;
+/// Height of the colour bar in pixels (one per step of the scale).
+const COLOUR_BAR_HEIGHT: i32 = 136;
+
+/// A vertical colour bar at `(x, y)`: [`heat`] from `max` (top) to 0 (bottom), labelled at
+/// both ends and the middle.
+fn colour_bar(root: &Area<'_>, x: i32, y: i32, max: f32) -> Result<()> {
+    let width = 18;
+    for row in 0..COLOUR_BAR_HEIGHT {
+        let v = 1.0 - row as f32 / (COLOUR_BAR_HEIGHT - 1) as f32;
+        root.draw(&Rectangle::new(
+            [(x, y + row), (x + width, y + row + 1)],
+            heat(v).filled(),
+        ))
+        .map_err(plot_err)?;
+    }
+    root.draw(&Rectangle::new(
+        [(x, y), (x + width, y + COLOUR_BAR_HEIGHT)],
+        BLACK.stroke_width(1),
+    ))
+    .map_err(plot_err)?;
+    let font = ("sans-serif", 12).into_font();
+    for (label, dy) in [
+        (max, 0),
+        (max / 2.0, COLOUR_BAR_HEIGHT / 2),
+        (0.0, COLOUR_BAR_HEIGHT),
+    ] {
+        root.draw(&Text::new(
+            format!("{label:.2}"),
+            (x + width + 5, y + dy - 6),
+            font.clone(),
+        ))
+        .map_err(plot_err)?;
+    }
+    root.draw(&Text::new("weight".to_string(), (x, y - 16), font))
+        .map_err(plot_err)?;
+    Ok(())
 }
 
 /// White (0) through orange to dark red (1).

@@ -160,21 +160,21 @@ fn convert_round_trips_through_safetensors_pt_and_onnx() {
 }
 
 /// Digit `index` of the committed test split, normalised as `dl` normalises it, and its
-/// label (read here from the file, independently of `dl`).
+/// label (read here from the file with the safetensors crate, independently of `dl`).
 fn committed_test_digit(index: usize) -> (Vec<f32>, u8) {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mnist/test.bin");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/mnist/test.safetensors");
     let bytes = std::fs::read(path).unwrap();
-    let count = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
-    let pixels = &bytes[20 + count + index * 784..][..784];
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let pixels = &file.tensor("images").unwrap().data()[index * 784..][..784];
     let normalised = pixels
         .iter()
         .map(|&p| (f32::from(p) / 255.0 - 0.1307) / 0.3081)
         .collect();
-    (normalised, bytes[20 + index])
+    (normalised, file.tensor("labels").unwrap().data()[index])
 }
 
-/// The plot's colour for a weight `v` of a map scaled to its maximum (plot.rs `heat`).
+/// The plot's colour for a weight `v` scaled to the largest weight drawn (plot.rs `heat`).
 fn heat(v: f32) -> [u8; 3] {
     let v = v.clamp(0.0, 1.0);
     let lerp = |a: f32, b: f32, t: f32| (a + (b - a) * t).round() as u8;
@@ -214,27 +214,39 @@ fn attention_json_holds_the_models_own_weights_and_the_picture_draws_them() {
     let model = dl_io::load_checkpoint(transformer, config.init(&device).unwrap(), None)
         .unwrap()
         .model;
-    let (digit, label) = committed_test_digit(index);
-    // 16 patches of 7x7, row-major patch order, each patch row-major.
-    let mut patches = Vec::with_capacity(784);
-    for (pr, pc) in (0..4).flat_map(|r| (0..4).map(move |c| (r, c))) {
-        for y in 0..7 {
-            patches.extend_from_slice(&digit[(pr * 7 + y) * 28 + pc * 7..][..7]);
+    let classify = |index: usize| {
+        let (digit, label) = committed_test_digit(index);
+        // 16 patches of 7x7, row-major patch order, each patch row-major.
+        let mut patches = Vec::with_capacity(784);
+        for (pr, pc) in (0..4).flat_map(|r| (0..4).map(move |c| (r, c))) {
+            for y in 0..7 {
+                patches.extend_from_slice(&digit[(pr * 7 + y) * 28 + pc * 7..][..7]);
+            }
         }
-    }
-    let input = Tensor::<3>::from_data(TensorData::new(patches, [1, 16, 49]), &device);
-    let (logits, layers) = model
-        .forward_with_attention(TransformerInput::Patches(input))
-        .unwrap();
-    let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().unwrap();
-    let predicted = (0..10)
-        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
-        .unwrap();
+        let input = Tensor::<3>::from_data(TensorData::new(patches, [1, 16, 49]), &device);
+        let (logits, layers) = model
+            .forward_with_attention(TransformerInput::Patches(input))
+            .unwrap();
+        let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().unwrap();
+        let predicted = (0..10)
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap();
+        (label, predicted, layers)
+    };
+    let (label, predicted, layers) = classify(index);
+    assert_eq!(json["index"], index as u64);
     assert_eq!(json["label"], u64::from(label));
     assert_eq!(json["predicted"], predicted as u64);
     assert_eq!(json["tokens"], 16);
     let drawn = json["weights"].as_array().unwrap();
     assert_eq!(drawn.len(), layers.len());
+    // One colour scale for all maps: 0 to the largest weight drawn.
+    let max = drawn
+        .iter()
+        .flat_map(|l| l.as_array().unwrap())
+        .flat_map(|m| m.as_array().unwrap())
+        .map(|v| v.as_f64().unwrap() as f32)
+        .fold(f32::MIN_POSITIVE, f32::max);
     let image = {
         let decoder = png::Decoder::new(std::io::BufReader::new(
             std::fs::File::open(&png_path).unwrap(),
@@ -266,7 +278,6 @@ fn attention_json_holds_the_models_own_weights_and_the_picture_draws_them() {
             for row in map.chunks(16) {
                 assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{row:?}");
             }
-            let max = map.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
             for (i, &w) in map.iter().enumerate() {
                 // Same weights as the model's (JSON keeps f32 exactly through f64).
                 assert_eq!(w, ours[h * 256 + i], "layer {l} head {h} cell {i}");
@@ -283,6 +294,43 @@ fn attention_json_holds_the_models_own_weights_and_the_picture_draws_them() {
             }
         }
     }
+    // The colour bar right of the maps (x = 190 + heads * 150 + 14, from y = 72, 136 px):
+    // the largest weight at the top, 0 at the bottom.
+    let heads = drawn[0].as_array().unwrap().len();
+    let bar_x = 190 + heads * 150 + 14 + 9;
+    assert_eq!(pixel(bar_x, 72 + 1), heat(1.0 - 1.0 / 135.0));
+    assert_eq!(pixel(bar_x, 72 + 135), heat(0.0));
+    assert_eq!(pixel(bar_x, 72 + 68), heat(1.0 - 68.0 / 135.0));
+
+    // Without --index: the first test digit the model classifies correctly.
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "attention",
+        transformer.to_str().unwrap(),
+        "--out",
+        png_path.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let chosen = json["index"].as_u64().unwrap() as usize;
+    let (label, predicted, _) = classify(chosen);
+    assert_eq!(
+        (json["label"].as_u64(), json["predicted"].as_u64()),
+        (Some(u64::from(label)), Some(predicted as u64))
+    );
+    assert_eq!(
+        usize::from(label),
+        predicted,
+        "digit {chosen} is misclassified"
+    );
+    for earlier in 0..chosen {
+        let (label, predicted, _) = classify(earlier);
+        assert_ne!(
+            usize::from(label),
+            predicted,
+            "digit {earlier} is correct and comes first"
+        );
+    }
+
     fails(
         &[
             "attention",
@@ -326,7 +374,7 @@ fn bad_checkpoints_are_named() {
     );
     let bad_data = dir.path().join("data");
     std::fs::create_dir_all(&bad_data).unwrap();
-    std::fs::write(bad_data.join("test.bin"), b"DLMN\x01\x00\x00\x00").unwrap();
+    std::fs::write(bad_data.join("test.safetensors"), b"\x08\x00\x00\x00").unwrap();
     fails(
         &[
             "eval",
@@ -335,6 +383,6 @@ fn bad_checkpoints_are_named() {
             bad_data.to_str().unwrap(),
         ],
         1,
-        &["test.bin", "header"],
+        &["test.safetensors", "not a valid digit file"],
     );
 }

@@ -270,7 +270,7 @@ fn bad_names_are_refused() {
             &out,
         ],
         1,
-        &["nowhere", "train.bin"],
+        &["nowhere", "train.safetensors"],
     );
     if !cfg!(feature = "tch") {
         fails(
@@ -293,6 +293,8 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
             "mlp",
             "--epochs",
             "100000",
+            "--limit",
+            "800",
             "--batch-size",
             "8",
             "--out",
@@ -323,7 +325,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     assert!(step > 0 && epoch >= 1, "{info}");
     // Resuming finishes the interrupted epoch without replaying its first batches: the run
     // ends on exactly the step an uninterrupted run of as many epochs ends on.
-    // The committed train split less its 80 validation digits (10%), in batches of 8.
+    // The first 800 training digits less their 80 validation digits (10%), in batches of 8.
     let steps_per_epoch = 720 / 8;
     let epochs = (epoch + 1).to_string();
     ok(&[
@@ -331,6 +333,8 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
         "mlp",
         "--epochs",
         &epochs,
+        "--limit",
+        "800",
         "--batch-size",
         "8",
         "--out",
@@ -368,8 +372,9 @@ fn every_model_trains() {
     }
 }
 
-/// `dl train` learns: on the committed digits (720 trained on, 80 validating), a few epochs
-/// take every model well above chance (10%) on the 200 test digits, measured once for the
+/// `dl train` learns: on the first 800 committed training digits (720 trained on, 80
+/// validating), a few epochs take every model well above chance (10%) on the first 800 test
+/// digits, measured once for the
 /// checkpoint chosen on the validation digits. The floors sit 10 to 15 points below what these
 /// seeded runs reached when the test was written (flex, in the comments), so a change that
 /// breaks learning fails while a change of summation order does not. (`image-cnn`, the same
@@ -393,6 +398,8 @@ fn every_model_reaches_its_accuracy_floor_in_a_few_epochs() {
             model,
             "--epochs",
             epochs,
+            "--limit",
+            "800",
             "--batch-size",
             "32",
             "--schedule",
@@ -404,7 +411,7 @@ fn every_model_reaches_its_accuracy_floor_in_a_few_epochs() {
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
                 .unwrap();
-        assert_eq!(summary["test_count"], 200);
+        assert_eq!(summary["test_count"], 800);
         let accuracy = summary["test_accuracy"].as_f64().unwrap();
         reached.push(format!("{model} {accuracy:.3} (floor {floor})"));
         assert!(accuracy >= floor, "{model}: {}", reached.join(", "));

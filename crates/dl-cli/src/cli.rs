@@ -19,11 +19,14 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train a model; writes metrics, plots, checkpoints and the resolved config to --out.
+    /// Train a model (digits, or `forecast` on the CO2 series); writes metrics, plots,
+    /// checkpoints and the resolved config to --out.
     Train(TrainArgs),
-    /// Accuracy, loss and confusion matrix of a checkpoint on a data split.
+    /// Accuracy, loss and confusion matrix of a checkpoint on a data split (forecast: MAE and
+    /// the naive baselines).
     Eval(EvalArgs),
-    /// Class and probabilities of given digits (by index in a split, or 28x28 PNG files).
+    /// Class and probabilities of given digits (by index in a split, or 28x28 PNG files);
+    /// forecast: the next week's CO2.
     Predict(PredictArgs),
     /// Heat maps of a trained Transformer's attention weights, every layer and head, as PNG.
     Attention(AttentionArgs),
@@ -39,7 +42,8 @@ pub enum Command {
 /// also be given in the --config file, and the command line wins.
 #[derive(Debug, Args, Default)]
 pub struct TrainArgs {
-    /// The model: mlp, cnn, image-cnn, lstm, transformer or scratch.
+    /// The model: mlp, cnn, image-cnn, lstm, transformer, scratch (digits) or forecast (the
+    /// weekly CO2 series).
     pub model: Option<ModelKind>,
     /// Backend: flex (default), ndarray, tch, tch-cuda, wgpu, wgpu-vulkan or cuda.
     #[arg(long)]
@@ -73,16 +77,22 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Data folder holding train.safetensors and test.safetensors (default: the committed
-    /// fixtures/mnist, 8,000 training and 2,000 test digits).
+    /// fixtures/mnist, 8,000 training and 2,000 test digits); for forecast a `date,co2` csv
+    /// (default: the committed fixtures/co2/co2.csv).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Use at most this many digits of each split (for quick checks).
+    /// Use at most this many digits of each split (forecast: windows of each part).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Fraction of the training digits held out (seeded) as the validation set: the best
-    /// checkpoint is the one of highest validation accuracy [default: 0.1].
+    /// checkpoint is the one of highest validation accuracy [default: 0.1]. For forecast: the
+    /// fraction of the weeks before the test part (the last 15%) that validate, the best
+    /// checkpoint being the one of lowest validation MAE [default: 0.15].
     #[arg(long)]
     pub val_fraction: Option<f64>,
+    /// forecast only: weeks of input per window [default: 52].
+    #[arg(long)]
+    pub window: Option<usize>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -101,10 +111,11 @@ pub struct TrainArgs {
 #[derive(Debug, Args)]
 pub struct DataArgs {
     /// Data folder holding train.safetensors and test.safetensors (default: the committed
-    /// fixtures/mnist).
+    /// fixtures/mnist); for a forecast checkpoint a `date,co2` csv (default: the committed
+    /// fixtures/co2/co2.csv).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Which split.
+    /// Which split (forecast: the training or the test part of the series).
     #[arg(long, value_enum, default_value = "test")]
     pub split: Split,
     /// Backend to run on.
@@ -141,7 +152,9 @@ pub struct PredictArgs {
     pub checkpoint: PathBuf,
     /// 28x28 PNG images (grey or colour, 8 bits; white ink on black as in MNIST).
     pub images: Vec<PathBuf>,
-    /// Indices of digits in the split (repeatable or comma-separated).
+    /// Indices of digits in the split (repeatable or comma-separated). Forecast: week indices
+    /// of the series to predict from the weeks before them (default: the week after the
+    /// series).
     #[arg(long, value_delimiter = ',')]
     pub index: Vec<usize>,
     /// Data, split, backend.
@@ -218,11 +231,12 @@ pub struct DemoArgs {
     /// Use at most this many digits of each split.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Which models (comma-separated; any of mlp, cnn, image-cnn, lstm, transformer, scratch).
+    /// Which models (comma-separated; any of mlp, cnn, image-cnn, lstm, transformer, scratch,
+    /// forecast).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mlp,cnn,image-cnn,lstm,transformer,scratch"
+        default_value = "mlp,cnn,image-cnn,lstm,transformer,scratch,forecast"
     )]
     pub models: Vec<ModelKind>,
     /// Backend.

@@ -9,7 +9,7 @@ use dl_optim::ScheduleConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::TrainArgs;
-use crate::data::default_data_dir;
+use crate::data::{DEFAULT_VAL_FRACTION, default_data_dir, default_series_path};
 
 /// The trainable models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -27,6 +27,8 @@ pub enum ModelKind {
     Transformer,
     /// The from-scratch MLP with its own backward pass.
     Scratch,
+    /// LSTM regressor predicting next week's CO2 from the past `window` weeks.
+    Forecast,
 }
 
 impl ModelKind {
@@ -39,14 +41,20 @@ impl ModelKind {
             ModelKind::Lstm => "lstm",
             ModelKind::Transformer => "transformer",
             ModelKind::Scratch => "scratch",
+            ModelKind::Forecast => "forecast",
         }
+    }
+
+    /// Whether the model forecasts the CO2 series (regression) rather than classifying digits.
+    pub fn is_forecast(self) -> bool {
+        self == ModelKind::Forecast
     }
 
     /// Parse a checkpoint's model name.
     pub fn from_name(name: &str) -> Result<Self> {
         <Self as ValueEnum>::from_str(name, true).map_err(|_| {
             anyhow::anyhow!(
-                "unknown model `{name}`, expected one of mlp, cnn, image-cnn, lstm, transformer, scratch"
+                "unknown model `{name}`, expected one of mlp, cnn, image-cnn, lstm, transformer, scratch, forecast"
             )
         })
     }
@@ -130,7 +138,7 @@ pub struct RunConfig {
     pub backend: String,
     /// Total epochs.
     pub epochs: usize,
-    /// Images per batch.
+    /// Samples (digits or windows) per batch.
     pub batch_size: usize,
     /// Base learning rate.
     pub lr: f64,
@@ -143,17 +151,31 @@ pub struct RunConfig {
     pub clip_grad_norm: Option<f64>,
     /// Seed of weights, data order and dropout.
     pub seed: u64,
-    /// Data folder.
+    /// Data folder (digits) or csv file (the forecast's series).
     pub data: PathBuf,
     /// Output folder.
     pub out: PathBuf,
-    /// At most this many digits per split.
+    /// At most this many digits per split (forecast: windows per part, the earliest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// Fraction of the training digits held out (seeded) as the validation set, on which the
-    /// best checkpoint is chosen.
+    /// best checkpoint is chosen; for `forecast`, the fraction of the weeks just before the
+    /// test part (the last 15%) that validate.
     #[serde(default = "default_val_fraction")]
     pub val_fraction: f64,
+    /// `forecast` only: weeks of input per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<usize>,
+}
+
+/// The window of `forecast` used when none is given: a year of weeks.
+pub const DEFAULT_WINDOW: usize = 52;
+
+impl RunConfig {
+    /// The forecast's window (its default when the configuration names none).
+    pub fn window(&self) -> usize {
+        self.window.unwrap_or(DEFAULT_WINDOW)
+    }
 }
 
 /// The validation fraction used when none is given.
@@ -162,7 +184,7 @@ pub fn default_val_fraction() -> f64 {
 }
 
 /// The keys a `--config` file may hold.
-pub const CONFIG_KEYS: [&str; 13] = [
+pub const CONFIG_KEYS: [&str; 14] = [
     "model",
     "backend",
     "epochs",
@@ -176,6 +198,7 @@ pub const CONFIG_KEYS: [&str; 13] = [
     "out",
     "limit",
     "val_fraction",
+    "window",
 ];
 
 /// Settings as a `--config` file gives them: any subset of [`CONFIG_KEYS`].
@@ -195,14 +218,31 @@ struct FileConfig {
     out: Option<PathBuf>,
     limit: Option<usize>,
     val_fraction: Option<f64>,
+    window: Option<usize>,
 }
 
 /// The learning rate used when none is given.
 pub fn default_lr(model: ModelKind, optimizer: OptimizerKind) -> f64 {
     match (model, optimizer) {
         (ModelKind::Scratch, _) => 0.1,
+        (ModelKind::Forecast, OptimizerKind::Sgd) => 0.05,
+        (ModelKind::Forecast, _) => FORECAST_LR,
         (_, OptimizerKind::Sgd) => 0.05,
         _ => 1e-3,
+    }
+}
+
+/// `dl train forecast`'s default learning rate (Adam, AdamW, RMSprop).
+pub const FORECAST_LR: f64 = 0.005;
+/// `dl train forecast`'s default epochs.
+pub const FORECAST_EPOCHS: usize = 30;
+
+/// The epochs used when none are given.
+pub fn default_epochs(model: ModelKind) -> usize {
+    if model.is_forecast() {
+        FORECAST_EPOCHS
+    } else {
+        5
     }
 }
 
@@ -213,7 +253,7 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig> {
         None => FileConfig::default(),
     };
     let model = args.model.or(file.model).context(
-        "no model given: name one (mlp, cnn, image-cnn, lstm, transformer, scratch) or set `model` in --config",
+        "no model given: name one (mlp, cnn, image-cnn, lstm, transformer, scratch, forecast) or set `model` in --config",
     )?;
     let optimizer = args
         .optimizer
@@ -233,7 +273,10 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig> {
             .clone()
             .or(file.backend)
             .unwrap_or_else(|| "flex".into()),
-        epochs: args.epochs.or(file.epochs).unwrap_or(5),
+        epochs: args
+            .epochs
+            .or(file.epochs)
+            .unwrap_or_else(|| default_epochs(model)),
         batch_size: args.batch_size.or(file.batch_size).unwrap_or(64),
         lr: args
             .lr
@@ -243,21 +286,30 @@ pub fn resolve(args: &TrainArgs) -> Result<RunConfig> {
         schedule,
         clip_grad_norm: args.clip_grad_norm.or(file.clip_grad_norm),
         seed: args.seed.or(file.seed).unwrap_or(42),
-        data: args
-            .data
-            .clone()
-            .or(file.data)
-            .unwrap_or_else(default_data_dir),
+        data: args.data.clone().or(file.data).unwrap_or_else(|| {
+            if model.is_forecast() {
+                default_series_path()
+            } else {
+                default_data_dir()
+            }
+        }),
         out: args
             .out
             .clone()
             .or(file.out)
             .unwrap_or_else(|| PathBuf::from("runs").join(model.name())),
         limit: args.limit.or(file.limit),
-        val_fraction: args
-            .val_fraction
-            .or(file.val_fraction)
-            .unwrap_or_else(default_val_fraction),
+        val_fraction: args.val_fraction.or(file.val_fraction).unwrap_or_else(|| {
+            if model.is_forecast() {
+                DEFAULT_VAL_FRACTION
+            } else {
+                default_val_fraction()
+            }
+        }),
+        window: args
+            .window
+            .or(file.window)
+            .or(model.is_forecast().then_some(DEFAULT_WINDOW)),
     };
     check(&config)?;
     Ok(config)
@@ -287,6 +339,14 @@ pub fn check(config: &RunConfig) -> Result<()> {
     }
     if config.limit == Some(0) {
         bail!("limit is 0, expected at least 1 digit");
+    }
+    match config.window {
+        Some(_) if !config.model.is_forecast() => bail!(
+            "window applies to `forecast` only, not to `{}`",
+            config.model.name()
+        ),
+        Some(0) => bail!("window is 0, expected at least 1 week of input"),
+        _ => {}
     }
     config.backend.parse::<dl_core::BackendKind>()?;
     Ok(())

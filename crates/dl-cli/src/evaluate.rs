@@ -1,11 +1,12 @@
-//! Accuracy, mean loss and confusion matrix of a model on a split.
+//! Accuracy, mean loss and confusion matrix of a digit model on a split; mean absolute error
+//! of a forecast model on a part of the series.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::tensor::Device;
 use dl_loss::CrossEntropyLoss;
 use serde::Serialize;
 
-use crate::data::{Batcher, Digits};
+use crate::data::{Batcher, Digits, ForecastData};
 use crate::model::{DigitModel, label_tensor};
 
 /// The result of evaluating a model on a split.
@@ -80,4 +81,54 @@ pub fn confusion_table(confusion: &[Vec<u64>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The result of a forecast model on a set of target weeks.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForecastEvaluation {
+    /// Windows evaluated.
+    pub count: usize,
+    /// Mean squared error of the scaled values (the training loss).
+    pub loss: f64,
+    /// Mean absolute error in ppm.
+    pub mae: f64,
+    /// The prediction of each target week, in ppm.
+    pub predictions: Vec<f64>,
+}
+
+/// Evaluate a `forecast` model (an inference network on `device`) on the windows that end
+/// before each of `targets` (week indices of `data`).
+pub fn evaluate_forecast(
+    model: &DigitModel,
+    data: &ForecastData,
+    targets: &[usize],
+    batch_size: usize,
+    device: &Device,
+) -> Result<ForecastEvaluation> {
+    if targets.is_empty() {
+        bail!("no windows to evaluate: expected at least one target week");
+    }
+    let mut predictions = Vec::with_capacity(targets.len());
+    let (mut squared, mut absolute) = (0.0f64, 0.0f64);
+    for chunk in targets.chunks(batch_size.max(1)) {
+        let (inputs, truth) = data.batch(chunk);
+        let output = model.forecast(&inputs, chunk.len(), data.window, device)?;
+        let values: Vec<f32> = output
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading the forecasts: {e:?}"))?;
+        for ((&p, &y), &t) in values.iter().zip(&truth).zip(chunk) {
+            let error = f64::from(p) - f64::from(y);
+            squared += error * error;
+            absolute += error.abs() * data.scaler.std;
+            predictions.push(data.forecast_ppm(t, p));
+        }
+    }
+    let n = targets.len() as f64;
+    Ok(ForecastEvaluation {
+        count: targets.len(),
+        loss: squared / n,
+        mae: absolute / n,
+        predictions,
+    })
 }

@@ -1,9 +1,11 @@
-//! `dl`: train, evaluate and inspect the chapter's networks on MNIST digits.
+//! `dl`: train, evaluate and inspect the chapter's networks on MNIST digits, and an LSTM
+//! forecaster on the weekly Mauna Loa CO2 series.
 //!
 //! ```sh
 //! cargo run --release -p dl-cli -- demo                  # the whole chapter in a few minutes
 //! cargo run --release -p dl-cli -- train cnn --epochs 3  # one run, into runs/cnn
 //! cargo run --release -p dl-cli -- eval runs/cnn/best.safetensors
+//! cargo run --release -p dl-cli -- train forecast        # next week's CO2, into runs/forecast
 //! ```
 //!
 //! Exit status: 0 on success, 1 on an error (printed on stderr), 2 on a usage error, 130 when
@@ -27,6 +29,7 @@ mod model_checks;
 mod output;
 mod plot;
 mod progress;
+mod task;
 mod train;
 
 use std::process::ExitCode;

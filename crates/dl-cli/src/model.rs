@@ -1,4 +1,4 @@
-//! The six trainable networks behind one type: building them from a configuration, turning a
+//! The seven trainable networks behind one type: building them from a configuration, turning a
 //! batch of normalised digits into each one's input, stepping, saving and loading.
 //!
 //! Inputs (each from the same normalised 28x28 digit):
@@ -10,6 +10,9 @@
 //! - `lstm`: 28 time steps (rows) of 28 features (the row's pixels).
 //! - `transformer`: 16 tokens, one per 7x7 patch in row-major patch order, each the patch's 49
 //!   values in row-major order, read through the linear patch embedding.
+//! - `forecast` (not a digit model): `window` time steps of one scaled CO2 value each,
+//!   relative to the window's last week; the output is the scaled change to next week
+//!   (`data/series.rs`).
 
 use std::path::Path;
 
@@ -19,9 +22,9 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dl_io::{CheckpointMeta, LoadMode, OnnxExportOptions, StateDict};
 use dl_models::{
-    Cnn, CnnConfig, LstmClassifier, LstmClassifierConfig, Mlp, MlpConfig, ScratchMlp,
-    ScratchMlpConfig, ScratchOutput, TransformerClassifier, TransformerClassifierConfig,
-    TransformerInput,
+    Cnn, CnnConfig, LstmClassifier, LstmClassifierConfig, LstmForecaster, LstmForecasterConfig,
+    Mlp, MlpConfig, ScratchMlp, ScratchMlpConfig, ScratchOutput, TransformerClassifier,
+    TransformerClassifierConfig, TransformerInput,
 };
 use dl_optim::GradClip;
 
@@ -35,6 +38,8 @@ pub const IMAGE_CNN_SIDE: usize = 64;
 pub const PATCH: usize = 7;
 /// Digit classes.
 pub const CLASSES: usize = 10;
+/// Hidden size of `dl train forecast`'s LSTM.
+pub const FORECAST_HIDDEN: usize = 32;
 
 /// The network itself. Boxing the larger variants would buy nothing: one model lives per
 /// process.
@@ -51,6 +56,8 @@ pub enum Net {
     Transformer(TransformerClassifier),
     /// `scratch`.
     Scratch(ScratchMlp),
+    /// `forecast`.
+    Forecast(LstmForecaster),
 }
 
 /// Runs `$body` with `$m` bound to the network, whatever its type.
@@ -62,6 +69,7 @@ macro_rules! with_net {
             Net::Lstm($m) => $body,
             Net::Transformer($m) => $body,
             Net::Scratch($m) => $body,
+            Net::Forecast($m) => $body,
         }
     };
 }
@@ -75,6 +83,7 @@ macro_rules! map_net {
             Net::Lstm($m) => Net::Lstm($body),
             Net::Transformer($m) => Net::Transformer($body),
             Net::Scratch($m) => Net::Scratch($body),
+            Net::Forecast($m) => Net::Forecast($body),
         }
     };
 }
@@ -113,6 +122,11 @@ pub fn default_config(kind: ModelKind) -> serde_json::Value {
                 .with_output(ScratchOutput::Softmax)
                 .with_init_scale(0.0),
         ),
+        // One CO2 value per week in, next week's value out; the size was chosen on the
+        // validation weeks (docs/cli.md).
+        ModelKind::Forecast => {
+            serde_json::to_value(LstmForecasterConfig::new().with_hidden_size(FORECAST_HIDDEN))
+        }
     };
     value.unwrap_or(serde_json::Value::Null)
 }
@@ -130,6 +144,8 @@ pub enum ModelConfig {
     Transformer(TransformerClassifierConfig),
     /// `scratch`.
     Scratch(ScratchMlpConfig),
+    /// `forecast`.
+    Forecast(LstmForecasterConfig),
 }
 
 impl ModelConfig {
@@ -148,6 +164,7 @@ impl ModelConfig {
             ModelKind::Lstm => Self::Lstm(parse(kind, config)?),
             ModelKind::Transformer => Self::Transformer(parse(kind, config)?),
             ModelKind::Scratch => Self::Scratch(parse(kind, config)?),
+            ModelKind::Forecast => Self::Forecast(parse(kind, config)?),
         })
     }
 
@@ -159,6 +176,7 @@ impl ModelConfig {
             Self::Lstm(c) => c.num_params()?,
             Self::Transformer(c) => c.num_params()?,
             Self::Scratch(c) => c.num_params()?,
+            Self::Forecast(c) => c.num_params()?,
         })
     }
 
@@ -169,6 +187,7 @@ impl ModelConfig {
             Self::Lstm(c) => Net::Lstm(c.init(device)?),
             Self::Transformer(c) => Net::Transformer(c.init(device)?),
             Self::Scratch(c) => Net::Scratch(c.init(device)?),
+            Self::Forecast(c) => Net::Forecast(c.init(device)?),
         })
     }
 }
@@ -206,6 +225,9 @@ impl DigitModel {
             Net::Cnn(m) => m.try_forward(flat().reshape([n, 1, SIDE, SIDE]))?,
             Net::Lstm(m) => m.try_forward(flat().reshape([n, SIDE, SIDE]))?,
             Net::Transformer(m) => m.forward(TransformerInput::Patches(patches(flat())))?,
+            Net::Forecast(_) => bail!(
+                "the `forecast` model predicts CO2 values, not digit classes: expected a digit model"
+            ),
         };
         if logits.dims() != [n, CLASSES] {
             bail!(
@@ -215,6 +237,39 @@ impl DigitModel {
             );
         }
         Ok(logits)
+    }
+
+    /// Next-week predictions `[n, 1]` (scaled change from the window's last week) of `n`
+    /// windows of `window` scaled weeks relative to their last (`windows` holds `n * window`
+    /// values, window after window); `forecast` only.
+    pub fn forecast(
+        &self,
+        windows: &[f32],
+        n: usize,
+        window: usize,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let Net::Forecast(m) = &self.net else {
+            bail!(
+                "the `{}` model classifies digits: expected a `forecast` checkpoint",
+                self.kind.name()
+            );
+        };
+        if windows.len() != n * window {
+            bail!(
+                "internal: {} window values for {n} windows of {window} weeks",
+                windows.len()
+            );
+        }
+        let x = Tensor::<3>::from_data(TensorData::new(windows.to_vec(), [n, window, 1]), device);
+        let out = m.try_forward(x)?;
+        if out.dims() != [n, 1] {
+            bail!(
+                "the `forecast` model gives predictions of shape {:?}, expected [{n}, 1] (next week's value)",
+                out.dims()
+            );
+        }
+        Ok(out)
     }
 
     /// Logits and every layer's attention weights `[n, heads, 16, 16]` (Transformer only).

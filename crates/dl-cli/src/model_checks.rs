@@ -1,5 +1,6 @@
 //! What a checkpoint's model configuration must satisfy before `dl` builds the model: it fits
-//! the digits (input size, image size and channels, sequence shape, ten classes), and it
+//! the digits (input size, image size and channels, sequence shape, ten classes) or, for
+//! `forecast`, the weekly series (one value in, one out), and it
 //! describes no more values than the file's weights hold. A configuration is read from a file
 //! a user may have written with `dl_io::save_checkpoint` for other data, or edited by hand: it
 //! must neither make a model fail inside Burn on a digit nor ask for petabytes.
@@ -116,6 +117,10 @@ fn check_fits_digits(kind: ModelKind, config: &ModelConfig) -> Result<()> {
             }
             expect("num_classes", c.num_classes, CLASSES, "digits 0-9");
         }
+        ModelConfig::Forecast(c) => {
+            expect("input_size", c.input_size, 1, "one CO2 value per week");
+            expect("horizon", c.horizon, 1, "next week's value");
+        }
         ModelConfig::Scratch(c) => {
             let first = c.layer_sizes.first().copied().unwrap_or(0);
             let last = c.layer_sizes.last().copied().unwrap_or(0);
@@ -124,6 +129,12 @@ fn check_fits_digits(kind: ModelKind, config: &ModelConfig) -> Result<()> {
         }
     }
     problems.extend(extra);
+    if !problems.is_empty() && kind.is_forecast() {
+        bail!(
+            "its `forecast` configuration does not fit the weekly CO2 series: {}",
+            problems.join("; ")
+        );
+    }
     if !problems.is_empty() {
         bail!(
             "its `{}` configuration does not fit the 28x28 digits of ten classes: {}",

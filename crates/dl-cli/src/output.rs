@@ -24,7 +24,7 @@ pub enum Existing {
 
 impl RunFolder {
     /// Names of the files a run writes; `--overwrite` removes exactly these.
-    pub const FILES: [&'static str; 8] = [
+    pub const FILES: [&'static str; 10] = [
         "config.toml",
         "metrics.csv",
         "metrics.json",
@@ -33,6 +33,8 @@ impl RunFolder {
         "last.safetensors",
         "best.safetensors",
         "attention.png",
+        "mae.png",
+        "forecast.png",
     ];
 
     /// Prepare `dir` for a run: create it, or check what it holds against `existing`.

@@ -1,4 +1,5 @@
-//! PNG figures: loss and accuracy curves, and attention heat maps. Drawn with plotters into a
+//! PNG figures: loss and accuracy (or MAE) curves, the forecast against the truth, and
+//! attention heat maps. Drawn with plotters into a
 //! pixel buffer, labelled with the committed DejaVu Sans Mono font (no system fonts needed),
 //! encoded with `png` and written atomically.
 
@@ -57,27 +58,52 @@ fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
 
-/// `loss.png` and `accuracy.png` of a run: training and validation values per epoch.
+/// `loss.png` and `accuracy.png` of a run: training and validation values per epoch; a
+/// forecast run draws `mae.png` (ppm) instead of `accuracy.png`.
 pub fn curves(folder: &RunFolder, history: &[EpochMetrics], label: &str) -> Result<()> {
     let epochs = |f: fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
         history.iter().map(|m| (m.epoch as f64, f(m))).collect()
     };
+    let forecast = history.iter().any(|m| m.val_mae.is_some());
     line_chart(
         &folder.file("loss.png"),
-        &format!("{label}: cross-entropy loss"),
+        &if forecast {
+            format!("{label}: mean squared error (scaled)")
+        } else {
+            format!("{label}: cross-entropy loss")
+        },
         "loss",
         &[
             ("train", epochs(|m| m.train_loss), BLUE),
             ("validation", epochs(|m| m.val_loss), RED),
         ],
     )?;
+    if forecast {
+        return line_chart(
+            &folder.file("mae.png"),
+            &format!("{label}: mean absolute error"),
+            "MAE (ppm)",
+            &[
+                ("train", epochs(|m| m.train_mae.unwrap_or(f64::NAN)), BLUE),
+                ("validation", epochs(|m| m.val_mae.unwrap_or(f64::NAN)), RED),
+            ],
+        );
+    }
     line_chart(
         &folder.file("accuracy.png"),
         &format!("{label}: accuracy"),
         "accuracy (%)",
         &[
-            ("train", epochs(|m| m.train_accuracy * 100.0), BLUE),
-            ("validation", epochs(|m| m.val_accuracy * 100.0), RED),
+            (
+                "train",
+                epochs(|m| m.train_accuracy.unwrap_or(f64::NAN) * 100.0),
+                BLUE,
+            ),
+            (
+                "validation",
+                epochs(|m| m.val_accuracy.unwrap_or(f64::NAN) * 100.0),
+                RED,
+            ),
         ],
     )
 }
@@ -87,6 +113,36 @@ pub type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
 
 /// A line chart of named series over epochs.
 pub fn line_chart(path: &Path, title: &str, y_label: &str, series: &[Series<'_>]) -> Result<()> {
+    xy_chart(path, title, ("epoch", y_label), None, true, series)
+}
+
+/// The forecast of the test weeks against the truth: `forecast.png`. `x` is the year.
+pub fn forecast(path: &Path, title: &str, series: &[Series<'_>]) -> Result<()> {
+    let x = series.iter().flat_map(|s| s.1.iter().map(|p| p.0));
+    let (lo, hi) = x.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    });
+    let range = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    xy_chart(
+        path,
+        title,
+        ("year", "CO2 (ppm)"),
+        Some(range),
+        false,
+        series,
+    )
+}
+
+/// A chart of named series; `x_range` defaults to 0 up to the largest x; `markers` draws a
+/// dot at each point.
+fn xy_chart(
+    path: &Path,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    x_range: Option<(f64, f64)>,
+    markers: bool,
+    series: &[Series<'_>],
+) -> Result<()> {
     let points = series.iter().flat_map(|s| s.1.iter());
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in points {
@@ -107,11 +163,17 @@ pub fn line_chart(path: &Path, title: &str, y_label: &str, series: &[Series<'_>]
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_max + 0.5, (y_min - pad)..(y_max + pad))
+            .build_cartesian_2d(
+                match x_range {
+                    Some((lo, hi)) => lo..hi.max(lo + 1e-9),
+                    None => 0.0..x_max + 0.5,
+                },
+                (y_min - pad)..(y_max + pad),
+            )
             .map_err(plot_err)?;
         chart
             .configure_mesh()
-            .x_desc("epoch")
+            .x_desc(x_label)
             .y_desc(y_label)
             .label_style(("sans-serif", 14))
             .draw()
@@ -128,9 +190,11 @@ pub fn line_chart(path: &Path, title: &str, y_label: &str, series: &[Series<'_>]
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
                 });
-            chart
-                .draw_series(values.iter().map(|&p| Circle::new(p, 3, colour.filled())))
-                .map_err(plot_err)?;
+            if markers {
+                chart
+                    .draw_series(values.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                    .map_err(plot_err)?;
+            }
         }
         chart
             .configure_series_labels()

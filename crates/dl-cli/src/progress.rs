@@ -18,6 +18,38 @@ pub enum LogMode {
     Quiet,
 }
 
+/// The running score of an epoch, as printed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Score {
+    /// Fraction classified correctly.
+    Accuracy(f64),
+    /// Mean absolute error in ppm.
+    Mae(f64),
+    /// Not measured.
+    None,
+}
+
+impl Score {
+    /// The accuracy when there is one, else the MAE.
+    pub fn of(accuracy: Option<f64>, mae: Option<f64>) -> Self {
+        match (accuracy, mae) {
+            (Some(a), _) => Self::Accuracy(a),
+            (None, Some(m)) => Self::Mae(m),
+            (None, None) => Self::None,
+        }
+    }
+}
+
+impl std::fmt::Display for Score {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Accuracy(a) => write!(f, "acc {:.2}%", a * 100.0),
+            Self::Mae(m) => write!(f, "mae {m:.3} ppm"),
+            Self::None => Ok(()),
+        }
+    }
+}
+
 /// Progress of a training run.
 pub struct Reporter {
     mode: LogMode,
@@ -51,12 +83,12 @@ impl Reporter {
         self.bar = Some(bar);
     }
 
-    /// A step finished with the running mean loss and accuracy of the epoch.
-    pub fn step(&self, loss: f64, accuracy: f64, samples_per_second: f64) {
+    /// A step finished with the running mean loss and the epoch's running score (accuracy,
+    /// or the forecast's MAE).
+    pub fn step(&self, loss: f64, score: Score, samples_per_second: f64) {
         if let Some(bar) = &self.bar {
             bar.set_message(format!(
-                "loss {loss:.4} acc {:.1}% {samples_per_second:.0} samples/s",
-                accuracy * 100.0
+                "loss {loss:.4} {score} {samples_per_second:.0} samples/s"
             ));
             bar.inc(1);
         }
@@ -69,13 +101,13 @@ impl Reporter {
         }
         match self.mode {
             LogMode::Text => println!(
-                "{} epoch {}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}%{} | {:.1}s, {:.0} samples/s",
+                "{} epoch {}: train loss {:.4} {} | val loss {:.4} {}{} | {:.1}s, {:.0} samples/s",
                 self.label,
                 metrics.epoch,
                 metrics.train_loss,
-                metrics.train_accuracy * 100.0,
+                Score::of(metrics.train_accuracy, metrics.train_mae),
                 metrics.val_loss,
-                metrics.val_accuracy * 100.0,
+                Score::of(metrics.val_accuracy, metrics.val_mae),
                 if best { " (best)" } else { "" },
                 metrics.seconds,
                 metrics.samples_per_second

@@ -10,17 +10,16 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor};
 use dl_core::{BackendKind, SeededRng, seed_device};
 use dl_io::CheckpointMeta;
-use dl_loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use dl_optim::{AdamConfig, AdamWConfig, GradClip, LrSchedule, NormType, RmsPropConfig, SgdConfig};
 
 use crate::config::{ModelKind, OptimizerKind, RunConfig, to_toml};
-use crate::data::{Batch, Batcher, Digits, Split};
-use crate::evaluate::evaluate;
+use crate::data::{Batcher, Digits};
 use crate::metrics::{self, EpochMetrics, Summary};
 use crate::model::{DigitModel, default_config, label_tensor, tensor2};
 use crate::output::{Existing, RunFolder};
 use crate::plot;
-use crate::progress::Reporter;
+use crate::progress::{Reporter, Score};
+use crate::task::Task;
 
 /// How a run ended.
 #[derive(Debug, Clone)]
@@ -35,16 +34,17 @@ pub struct TrainOutcome {
     pub interrupted: bool,
     /// The run folder.
     pub folder: RunFolder,
-    /// The best epoch and its test accuracy (none when Ctrl-C stopped the run).
+    /// The best epoch and its test result (none when Ctrl-C stopped the run).
     pub summary: Option<Summary>,
 }
 
-/// The epoch (from 1) of highest validation accuracy, the first on ties; 0 with no epochs.
+/// The epoch (from 1) of highest validation accuracy (forecast: lowest validation MAE), the
+/// first on ties; 0 with no epochs.
 pub fn best_epoch(history: &[EpochMetrics]) -> usize {
     history
         .iter()
         .fold(None::<&EpochMetrics>, |best, m| match best {
-            Some(b) if b.val_accuracy >= m.val_accuracy => Some(b),
+            Some(b) if b.score() >= m.score() => Some(b),
             _ => Some(m),
         })
         .map_or(0, |m| m.epoch)
@@ -59,7 +59,8 @@ struct State {
     history: Vec<EpochMetrics>,
 }
 
-/// Train `config.model` as configured, writing into `config.out`.
+/// Train `config.model` as configured, writing into `config.out`: a digit model on the
+/// digits, `forecast` on the weekly series (the same loop; [`Task`] holds what differs).
 pub fn train(
     config: &RunConfig,
     existing: Existing,
@@ -75,10 +76,9 @@ pub fn train(
     };
     let eval_device = backend.device()?;
     seed_device(&device, config.seed);
-    // The validation digits come out of the training split, seeded; the test split is read
-    // only at the end, for the chosen checkpoint.
-    let (train_set, val_set) = Digits::load(&config.data, Split::Train, config.limit)?
-        .split_validation(config.val_fraction, config.seed)?;
+    // The validation digits come out of the training split, seeded (forecast: the weeks
+    // before the test part); the test data is read only at the end, for the chosen checkpoint.
+    let task = Task::load(config)?;
     let folder = RunFolder::prepare(&config.out, existing)?;
     let mut state = if existing == Existing::Resume {
         resume(config, &folder, &device)?
@@ -95,7 +95,7 @@ pub fn train(
     let batcher = Batcher {
         batch_size: config.batch_size,
     };
-    let steps_per_epoch = batcher.batch_count(train_set.len());
+    let steps_per_epoch = batcher.batch_count(task.train_len());
     let schedule = config
         .schedule
         .resolve(steps_per_epoch, steps_per_epoch * config.epochs)
@@ -105,7 +105,6 @@ pub fn train(
         norm_type: NormType::Two,
         error_if_nonfinite: false,
     });
-    let criterion = CrossEntropyLossConfig::new().init()?;
     let parameters = state.model.num_params();
     let start_epoch = state.history.len();
     if start_epoch > 0 {
@@ -124,14 +123,14 @@ pub fn train(
     let mut best = state
         .history
         .iter()
-        .map(|m| m.val_accuracy)
+        .map(EpochMetrics::score)
         .fold(f64::NEG_INFINITY, f64::max);
     for epoch in start_epoch..config.epochs {
         let epoch_started = Instant::now();
         let rng_at_start = state.rng;
-        let order = Batcher::shuffled_order(&train_set, &mut state.rng);
+        let order = Batcher::shuffled_order(task.train_len(), &mut state.rng);
         reporter.start_epoch(epoch + 1, config.epochs, steps_per_epoch);
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let (mut loss_sum, mut score_sum, mut seen) = (0.0f64, 0.0f64, 0usize);
         let mut lr = config.lr;
         // After a Ctrl-C the checkpoint holds the data order of the interrupted epoch and the
         // step reached in it: the resumed epoch replays the same order and skips the batches
@@ -144,7 +143,11 @@ pub fn train(
         } else {
             0
         };
-        for (index, batch) in batcher.batches(&train_set, &order).enumerate().skip(done) {
+        for (index, batch) in order
+            .chunks(config.batch_size.max(1))
+            .enumerate()
+            .skip(done)
+        {
             if stop.load(Ordering::SeqCst) {
                 let meta = meta(config, state.step, epoch, rng_at_start);
                 state
@@ -170,7 +173,7 @@ pub fn train(
                 });
             }
             lr = schedule.lr(state.step as usize);
-            let (loss, right) = train_step(&mut state, &batch, &device, &criterion, lr, clip)?;
+            let (loss, score) = train_step(&mut state, &task, batch, &device, lr, clip)?;
             if !loss.is_finite() {
                 bail!(
                     "the loss became {loss} at epoch {}, batch {} (step {}), so training stopped: {}. Try a lower --lr (now {:e}) or --clip-grad-norm",
@@ -183,26 +186,24 @@ pub fn train(
             }
             state.step += 1;
             loss_sum += f64::from(loss) * batch.len() as f64;
-            correct += right;
+            score_sum += score;
             seen += batch.len();
             let rate = seen as f64 / epoch_started.elapsed().as_secs_f64().max(1e-9);
-            reporter.step(loss_sum / seen as f64, correct as f64 / seen as f64, rate);
+            let (accuracy, mae) = task.train_scores(score_sum, seen);
+            reporter.step(loss_sum / seen as f64, Score::of(accuracy, mae), rate);
         }
         let train_seconds = epoch_started.elapsed().as_secs_f64();
-        let val = evaluate(
-            &state.model.valid(),
-            &val_set,
-            256,
-            &eval_device,
-            &criterion,
-        )?;
+        let val = task.validate(&state.model.valid(), &eval_device)?;
+        let (train_accuracy, train_mae) = task.train_scores(score_sum, seen);
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             step: state.step,
             train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
+            train_accuracy,
+            train_mae,
             val_loss: val.loss,
             val_accuracy: val.accuracy,
+            val_mae: val.mae,
             lr,
             seconds: epoch_started.elapsed().as_secs_f64(),
             samples_per_second: seen as f64 / train_seconds.max(1e-9),
@@ -211,9 +212,9 @@ pub fn train(
         state
             .model
             .save(&folder.last(), state.optimizer.as_ref(), &meta)?;
-        let is_best = metrics.val_accuracy > best;
+        let is_best = metrics.score() > best;
         if is_best {
-            best = metrics.val_accuracy;
+            best = metrics.score();
             state
                 .model
                 .save(&folder.best(), state.optimizer.as_ref(), &meta)?;
@@ -224,14 +225,7 @@ pub fn train(
         plot::curves(&folder, &state.history, config.model.name())?;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let summary = test_best(
-        config,
-        &folder,
-        &state.history,
-        &val_set,
-        &eval_device,
-        &criterion,
-    )?;
+    let summary = test_best(config, &folder, &state.history, &task, &eval_device)?;
     metrics::write_summary(&folder, &summary)?;
     Ok(TrainOutcome {
         history: state.history,
@@ -243,79 +237,81 @@ pub fn train(
     })
 }
 
-/// Evaluate `best.safetensors` once on the test split.
+/// Evaluate `best.safetensors` once on the test data.
 fn test_best(
     config: &RunConfig,
     folder: &RunFolder,
     history: &[EpochMetrics],
-    val_set: &Digits,
+    task: &Task,
     device: &Device,
-    criterion: &CrossEntropyLoss,
 ) -> Result<Summary> {
     let best_epoch = best_epoch(history);
     let Some(best) = history.iter().find(|m| m.epoch == best_epoch) else {
         bail!("the run has no finished epoch to test (--epochs 0?)");
     };
     let (model, _, _) = DigitModel::load(&folder.best(), device, None)?;
-    let test_set = Digits::load(&config.data, Split::Test, config.limit)?;
-    let test = evaluate(&model.valid(), &test_set, 256, device, criterion)?;
-    Ok(Summary {
-        model: config.model.name().to_string(),
-        best_epoch,
-        val_count: val_set.len(),
-        val_accuracy: best.val_accuracy,
-        test_count: test.count,
-        test_accuracy: test.accuracy,
-        test_loss: test.loss,
-    })
+    task.test(config, folder, &model.valid(), best, device)
 }
 
-/// One step on `batch`; returns the batch's loss and how many it classified correctly.
+/// One step on the training samples at `batch` (positions in the task's training samples);
+/// returns the batch's loss and its summed score (right predictions, or absolute error in
+/// ppm).
 fn train_step(
     state: &mut State,
-    batch: &Batch,
+    task: &Task,
+    batch: &[usize],
     device: &Device,
-    criterion: &CrossEntropyLoss,
     lr: f64,
     clip: Option<GradClip>,
-) -> Result<(f32, usize)> {
-    let n = batch.len();
-    let logits = state.model.logits(&batch.images, n, device)?;
-    let labels = label_tensor(&batch.labels, device);
-    // The number of right predictions stays on the device until it is read back together with
-    // the loss: one host sync per step.
-    let right = logits
-        .clone()
-        .argmax(1)
-        .squeeze_dim::<1>(1)
-        .equal(labels.clone())
-        .int()
-        .sum()
-        .float();
-    if let Some(scratch) = state.model.as_scratch_mut() {
-        let right = right.into_scalar::<f32>() as usize;
-        let x = tensor2(&batch.images, n, device);
-        return match scratch.train_step(x, labels, lr) {
-            Ok(cost) => Ok((cost, right)),
-            Err(dl_core::Error::NonFinite { value, .. }) => Ok((value as f32, right)),
-            Err(e) => Err(e.into()),
-        };
+) -> Result<(f32, f64)> {
+    if let (Some(scratch), Task::Digits { train, .. }) = (state.model.as_scratch_mut(), task) {
+        return scratch_step(scratch, train, batch, device, lr);
     }
-    let loss = criterion.forward(logits, labels)?;
-    let read = Tensor::cat(vec![loss.clone().detach(), right], 0).into_data();
-    let (value, right) = match read.iter::<f32>().collect::<Vec<_>>()[..] {
-        [value, right] => (value, right as usize),
-        _ => bail!("internal: expected the loss and the count of right predictions"),
+    let out = task.batch_loss(&state.model, batch, device)?;
+    // The score stays on the device until it is read back together with the loss: one host
+    // sync per step.
+    let read = Tensor::cat(vec![out.loss.clone().detach(), out.score], 0).into_data();
+    let (value, score) = match read.iter::<f32>().collect::<Vec<_>>()[..] {
+        [value, score] => (value, task.score_units(f64::from(score))),
+        _ => bail!("internal: expected the loss and the batch's score"),
     };
     if !value.is_finite() {
-        return Ok((value, right));
+        return Ok((value, score));
     }
     let optimizer = state
         .optimizer
         .as_mut()
         .context("internal: a trainable model without an optimizer")?;
-    state.model = state.model.clone().step(loss, optimizer, lr, clip)?;
-    Ok((value, right))
+    state.model = state.model.clone().step(out.loss, optimizer, lr, clip)?;
+    Ok((value, score))
+}
+
+/// One step of the scratch network, which computes its own gradients.
+fn scratch_step(
+    scratch: &mut dl_models::ScratchMlp,
+    train: &Digits,
+    indices: &[usize],
+    device: &Device,
+    lr: f64,
+) -> Result<(f32, f64)> {
+    let batch = Batcher::batch(train, indices);
+    let n = batch.len();
+    let x = tensor2(&batch.images, n, device);
+    let labels = label_tensor(&batch.labels, device);
+    let right = scratch
+        .try_logits(x.clone())?
+        .argmax(1)
+        .squeeze_dim::<1>(1)
+        .equal(labels.clone())
+        .int()
+        .sum()
+        .into_scalar::<i64>();
+    let right = right.max(0) as f64;
+    match scratch.train_step(x, labels, lr) {
+        Ok(cost) => Ok((cost, right)),
+        Err(dl_core::Error::NonFinite { value, .. }) => Ok((value as f32, right)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Where the run can be picked up after a NaN in epoch `epoch` (0-based).

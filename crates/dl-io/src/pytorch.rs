@@ -4,7 +4,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Gradients;
-use dl_models::{Cnn, LstmClassifier, Mlp, ScratchMlp, TransformerClassifier};
+use dl_models::{Cnn, LstmClassifier, LstmForecaster, Mlp, ScratchMlp, TransformerClassifier};
 
 use crate::error::Result;
 use crate::load::{
@@ -129,7 +129,8 @@ fn cnn_sequential(path: &str) -> String {
 }
 
 /// `lstm.layers.{k}.weight_ih` -> `lstm.weight_ih_l{k}`: `nn.LSTM` suffixes the layer index.
-/// (The classifier's LSTM is unidirectional, as the chapter's, so layer `k` is slot `k`.)
+/// (The classifier's and the forecaster's LSTM are unidirectional, as the chapter's, so layer
+/// `k` is slot `k`.)
 fn lstm_classifier(path: &str) -> String {
     let Some(rest) = path.strip_prefix("lstm.layers.") else {
         return path.to_string();
@@ -148,6 +149,15 @@ fn transformer_classifier(path: &str) -> String {
 }
 
 impl PytorchModel for LstmClassifier {
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[KeyLayout {
+            name: "nn.LSTM",
+            map: lstm_classifier,
+        }]
+    }
+}
+
+impl PytorchModel for LstmForecaster {
     fn key_layouts() -> &'static [KeyLayout] {
         &[KeyLayout {
             name: "nn.LSTM",

@@ -29,8 +29,8 @@ use dl_io::{
     load_pytorch_state_dict, to_pytorch_state_dict,
 };
 use dl_models::{
-    CnnConfig, LstmClassifierConfig, MlpConfig, ScratchActivation, ScratchMlpConfig, ScratchOutput,
-    TransformerClassifierConfig, TransformerInput,
+    CnnConfig, LstmClassifierConfig, LstmForecasterConfig, MlpConfig, ScratchActivation,
+    ScratchMlpConfig, ScratchOutput, TransformerClassifierConfig, TransformerInput,
 };
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
@@ -293,6 +293,33 @@ fn lstm(backend: BackendKind) {
     });
 }
 
+fn lstm_forecaster(backend: BackendKind) {
+    let device = backend.device().unwrap();
+    seed_device(&device, 4);
+    let config = LstmForecasterConfig::new()
+        .with_hidden_size(6)
+        .with_num_layers(2)
+        .with_horizon(2);
+    let model = config.init(&device).unwrap();
+    let mut rng = SeededRng::new(14);
+    // Two window lengths: the `sequence` dimension is symbolic, so one file serves any window.
+    let inputs = [
+        uniform3(&mut rng, [3, 9, 1], &device),
+        uniform3(&mut rng, [3, 4, 1], &device),
+    ];
+    let cases: Vec<_> = inputs
+        .iter()
+        .map(|x| (x.to_data(), model.forward(x.clone()).into_data()))
+        .collect();
+    export_check(backend, "lstm_forecaster", &model, &cases, |state| {
+        let fresh = load(config.init(&device).unwrap(), state);
+        inputs
+            .iter()
+            .map(|x| fresh.forward(x.clone()).into_data())
+            .collect()
+    });
+}
+
 fn transformer_config() -> TransformerClassifierConfig {
     TransformerClassifierConfig::new()
         .with_vocab_size(20)
@@ -404,6 +431,11 @@ fn cnn_exports_to_onnx() {
 #[test]
 fn lstm_classifier_exports_to_onnx() {
     BACKENDS.into_iter().for_each(lstm);
+}
+
+#[test]
+fn lstm_forecaster_exports_to_onnx() {
+    BACKENDS.into_iter().for_each(lstm_forecaster);
 }
 
 #[test]

@@ -12,7 +12,8 @@ use dl_io::{
     state_dict_with_layout, to_pytorch_state_dict,
 };
 use dl_models::{
-    CnnConfig, LstmClassifierConfig, MlpConfig, ScratchMlpConfig, TransformerClassifierConfig,
+    CnnConfig, LstmClassifierConfig, LstmForecasterConfig, MlpConfig, ScratchMlpConfig,
+    TransformerClassifierConfig,
 };
 use serde_json::Value;
 
@@ -181,4 +182,44 @@ fn strict_loading_reports_every_problem_by_name_with_shapes() {
     assert!(!report.is_clean());
     let fc1 = to_pytorch_state_dict(&model);
     assert_eq!(fc1.get("fc1.weight"), state.get("fc1.weight"));
+}
+
+/// fixtures/forecaster.safetensors (fixtures/gen/forecaster.py): PyTorch's `LstmForecaster`
+/// weights load strictly under PyTorch's names and give PyTorch's outputs.
+#[test]
+fn lstm_forecaster_matches_pytorch() {
+    let fixture = Fixture::open(dl_core::fixtures_dir().join("forecaster.safetensors"))
+        .expect("forecaster fixture");
+    let cases = fixture.cases().expect("cases");
+    assert_eq!(cases.len(), 2);
+    for backend in [BackendKind::Flex, BackendKind::NdArray] {
+        let device: Device = backend.device().expect("backend");
+        for (name, c) in &cases {
+            let config = LstmForecasterConfig::new()
+                .with_input_size(usize_of(c, "input_size"))
+                .with_hidden_size(usize_of(c, "hidden_size"))
+                .with_num_layers(usize_of(c, "num_layers"))
+                .with_horizon(usize_of(c, "horizon"));
+            assert_eq!(config.num_params().unwrap(), usize_of(c, "parameters"));
+            let state = state_with_prefix(&fixture, &format!("{name}.param."));
+            let (model, report) = load_pytorch_state_dict(
+                config.init(&device).expect("model"),
+                &state,
+                LoadMode::Strict,
+            )
+            .unwrap_or_else(|e| panic!("{name} on {backend}: {e}"));
+            assert!(report.is_clean(), "{report}");
+            let input = fixture.tensor(&format!("{name}.input")).expect("input");
+            let output = model.forward(burn::tensor::Tensor::<3>::from_data(input, &device));
+            let expected = fixture.tensor(&format!("{name}.output")).expect("output");
+            // 1e-5: f32 LSTM over at most 7 steps; only the summation order differs from PyTorch.
+            let r = compare(&output.into_data(), &expected, Tolerance::new(1e-5, 1e-5));
+            assert!(r.passed(), "{name} on {backend}: {r}");
+            // And the export gives PyTorch's keys back.
+            assert_eq!(
+                to_pytorch_state_dict(&model).keys().collect::<Vec<_>>(),
+                state.keys().collect::<Vec<_>>()
+            );
+        }
+    }
 }

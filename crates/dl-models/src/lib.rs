@@ -6,6 +6,7 @@
 //! | [`Cnn`] | `ConvolutionalNeuralNetwork` | `[batch, 1, 28, 28]` |
 //! | [`ImageCnn`] | image-classification case | `[batch, 3, 64, 64]` |
 //! | [`LstmClassifier`] | `RecurrentNeuralNetwork` / `LongShortTermMemory` | `[batch, time, features]` |
+//! | [`LstmForecaster`] | sequence-prediction case (LSTM + linear head, regression) | `[batch, time, features]` |
 //! | [`TransformerClassifier`] | `Transformer` (post-norm blocks, sinusoidal positions, mean pooling) | token ids `[batch, seq]` or patches `[batch, seq, features]` |
 //! | [`ScratchMlp`] | `DeepNeuralNetwork` (hand-written backprop) | `[batch, features]` |
 //!
@@ -14,12 +15,14 @@
 
 mod cnn;
 mod lstm_classifier;
+mod lstm_forecaster;
 mod mlp;
 mod scratch;
 mod transformer_classifier;
 
 pub use cnn::{Cnn, CnnConfig, ImageCnn};
 pub use lstm_classifier::{LstmClassifier, LstmClassifierConfig};
+pub use lstm_forecaster::{LstmForecaster, LstmForecasterConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use scratch::{
     ScratchActivation, ScratchGradients, ScratchMlp, ScratchMlpConfig, ScratchOutput,

@@ -32,7 +32,7 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         }
         let Some(kind) = args.model else {
             bail!(
-                "{} is not a dl checkpoint: name the model of its weights with --model (mlp, cnn, image-cnn, lstm, transformer, scratch)",
+                "{} is not a dl checkpoint: name the model of its weights with --model (mlp, cnn, image-cnn, lstm, transformer, scratch, forecast)",
                 args.input.display()
             );
         };

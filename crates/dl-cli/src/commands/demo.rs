@@ -1,6 +1,7 @@
-//! `dl demo`: the chapter end to end on the committed digits: trains the MLP, CNN, image CNN,
-//! LSTM, Transformer and the from-scratch network, draws the Transformer's attention, compares
-//! the runs in one plot and prints a summary table.
+//! `dl demo`: the chapter end to end on committed real data: trains the MLP, CNN, image CNN,
+//! LSTM, Transformer and the from-scratch network on the digits and the LSTM forecaster on the
+//! CO2 series, draws the Transformer's attention and the forecast, compares the runs in one plot
+//! and prints a summary table.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use dl_core::BackendKind;
 use plotters::style::RGBColor;
 
 use crate::cli::DemoArgs;
-use crate::config::{ModelKind, OptimizerKind, RunConfig, ScheduleChoice};
-use crate::data::{Digits, Split, default_data_dir};
+use crate::config::{DEFAULT_WINDOW, ModelKind, OptimizerKind, RunConfig, ScheduleChoice};
+use crate::data::{DEFAULT_VAL_FRACTION, Digits, Split, default_data_dir, default_series_path};
 use crate::model::DigitModel;
 use crate::output::{Existing, RunFolder};
 use crate::progress::{LogMode, Reporter};
@@ -47,6 +48,7 @@ fn demo_setting(model: ModelKind) -> DemoSetting {
         ModelKind::Lstm => (25, 32, None),
         ModelKind::Transformer => (20, 32, None),
         ModelKind::Scratch => (40, 32, None),
+        ModelKind::Forecast => (crate::config::FORECAST_EPOCHS, 64, None),
     };
     DemoSetting {
         epochs,
@@ -75,7 +77,14 @@ pub fn run(args: &DemoArgs, stop: &Arc<AtomicBool>) -> Result<bool> {
     let mut rows: Vec<(ModelKind, TrainOutcome)> = Vec::new();
     for &model in &args.models {
         let setting = demo_setting(model);
-        let limit = digits_limit(setting, args.quick, args.limit);
+        // The forecast trains as `dl train forecast` does by default, on the whole committed
+        // series (it takes seconds); the digit models on the demo's digits, cosine schedule.
+        let forecast = model.is_forecast();
+        let limit = if forecast {
+            None
+        } else {
+            digits_limit(setting, args.quick, args.limit)
+        };
         let config = RunConfig {
             model,
             backend: args.backend.clone(),
@@ -83,13 +92,22 @@ pub fn run(args: &DemoArgs, stop: &Arc<AtomicBool>) -> Result<bool> {
             batch_size: setting.batch_size,
             lr: crate::config::default_lr(model, OptimizerKind::Adam),
             optimizer: OptimizerKind::Adam,
-            schedule: ScheduleChoice::Named("cosine".into()),
+            schedule: ScheduleChoice::Named(if forecast { "fixed" } else { "cosine" }.into()),
             clip_grad_norm: None,
             seed: 42,
-            data: data.clone(),
+            data: if forecast {
+                default_series_path()
+            } else {
+                data.clone()
+            },
             out: args.out.join(model.name()),
             limit,
-            val_fraction: crate::config::default_val_fraction(),
+            val_fraction: if forecast {
+                DEFAULT_VAL_FRACTION
+            } else {
+                crate::config::default_val_fraction()
+            },
+            window: forecast.then_some(DEFAULT_WINDOW),
         };
         let mut reporter = Reporter::new(mode, model.name());
         let outcome = train(&config, Existing::Overwrite, &mut reporter, stop)?;
@@ -119,7 +137,7 @@ pub fn run(args: &DemoArgs, stop: &Arc<AtomicBool>) -> Result<bool> {
     comparison_plot(&args.out, &rows)?;
     if !args.quiet {
         println!(
-            "plots: {0}/*/loss.png, {0}/*/accuracy.png, {0}/transformer/attention.png, {0}/val_accuracy.png",
+            "plots: {0}/*/loss.png, {0}/*/accuracy.png, {0}/transformer/attention.png, {0}/forecast/forecast.png, {0}/val_accuracy.png",
             args.out.display()
         );
     }
@@ -128,35 +146,48 @@ pub fn run(args: &DemoArgs, stop: &Arc<AtomicBool>) -> Result<bool> {
 
 fn summary_table(rows: &[(ModelKind, TrainOutcome)], total: f64, data: &std::path::Path) -> String {
     let mut out = String::from(
-        "| model | parameters | epochs | best epoch (validation) | validation accuracy | test accuracy | train time |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "| model | parameters | epochs | best epoch (validation) | validation | test | validation / test size | train time |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let mut baselines = String::new();
     for (model, outcome) in rows {
         let Some(summary) = &outcome.summary else {
             continue;
         };
+        let (val, test, unit) = match (summary.val_accuracy, summary.test_accuracy) {
+            (Some(val), Some(test)) => (
+                format!("{:.2}%", val * 100.0),
+                format!("{:.2}%", test * 100.0),
+                "digits",
+            ),
+            _ => (
+                format!("MAE {:.3} ppm", summary.val_mae.unwrap_or(f64::NAN)),
+                format!("MAE {:.3} ppm", summary.test_mae.unwrap_or(f64::NAN)),
+                "weeks",
+            ),
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2}% | {:.2}% | {:.1}s |\n",
+            "| {} | {} | {} | {} | {val} | {test} | {} / {} {unit} | {:.1}s |\n",
             model.name(),
             outcome.parameters,
             outcome.history.len(),
             summary.best_epoch,
-            summary.val_accuracy * 100.0,
-            summary.test_accuracy * 100.0,
+            summary.val_count,
+            summary.test_count,
             outcome.seconds
         ));
+        if let (Some(naive), Some(seasonal)) = (summary.naive_mae, summary.seasonal_naive_mae) {
+            baselines.push_str(&format!(
+                "\n{}: on the same test weeks the naive forecast (last week) has MAE {naive:.3} ppm, the seasonal-naive one (52 weeks before) {seasonal:.3} ppm\n",
+                model.name()
+            ));
+        }
     }
-    let counts = rows
-        .iter()
-        .find_map(|(_, o)| o.summary.as_ref())
-        .map_or(String::new(), |s| {
-            format!(
-                "\nvalidation: {} digits held out of the training split, chooses the epoch; test: {} digits, evaluated once for the chosen checkpoint\n",
-                s.val_count, s.test_count
-            )
-        });
-    out.push_str(&counts);
+    out.push_str(
+        "\nvalidation: held out of the training part, chooses the epoch; test: evaluated once, for the chosen checkpoint\n",
+    );
+    out.push_str(&baselines);
     out.push_str(&format!(
-        "\ntotal {total:.1}s, data {}\n",
+        "\ntotal {total:.1}s, digits {}\n",
         display_path(data)
     ));
     out
@@ -169,7 +200,7 @@ fn display_path(path: &std::path::Path) -> String {
         .to_string()
 }
 
-/// Validation accuracy per epoch of every model in one chart.
+/// Validation accuracy per epoch of every digit model in one chart.
 fn comparison_plot(out: &std::path::Path, rows: &[(ModelKind, TrainOutcome)]) -> Result<()> {
     let colours = [
         RGBColor(31, 119, 180),
@@ -177,9 +208,11 @@ fn comparison_plot(out: &std::path::Path, rows: &[(ModelKind, TrainOutcome)]) ->
         RGBColor(44, 160, 44),
         RGBColor(148, 103, 189),
         RGBColor(255, 127, 14),
+        RGBColor(140, 86, 75),
     ];
     let series: Vec<_> = rows
         .iter()
+        .filter(|(model, _)| !model.is_forecast())
         .zip(colours.iter().cycle())
         .map(|((model, outcome), colour)| {
             (
@@ -187,7 +220,7 @@ fn comparison_plot(out: &std::path::Path, rows: &[(ModelKind, TrainOutcome)]) ->
                 outcome
                     .history
                     .iter()
-                    .map(|m| (m.epoch as f64, m.val_accuracy * 100.0))
+                    .filter_map(|m| Some((m.epoch as f64, m.val_accuracy? * 100.0)))
                     .collect::<Vec<_>>(),
                 *colour,
             )

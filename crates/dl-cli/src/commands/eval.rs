@@ -1,4 +1,5 @@
-//! `dl eval`: accuracy, loss and confusion matrix of a checkpoint.
+//! `dl eval`: accuracy, loss and confusion matrix of a checkpoint (a forecast checkpoint:
+//! `forecast.rs`).
 
 use anyhow::Result;
 use dl_core::BackendKind;
@@ -33,6 +34,9 @@ pub fn load_model(
 /// Run `dl eval`.
 pub fn run(args: &EvalArgs) -> Result<()> {
     let (model, device) = load_model(&args.checkpoint, &args.data)?;
+    if model.kind.is_forecast() {
+        return crate::commands::forecast::eval(args, &model, &device);
+    }
     let dir = args.data.data.clone().unwrap_or_else(default_data_dir);
     let digits = Digits::load(&dir, args.data.split, args.limit)?;
     let criterion = CrossEntropyLossConfig::new().init()?;

@@ -1,4 +1,5 @@
-//! `dl predict`: class and probabilities of digits from a split or PNG files.
+//! `dl predict`: class and probabilities of digits from a split or PNG files (a forecast
+//! checkpoint: `forecast.rs`).
 
 use std::path::Path;
 
@@ -11,10 +12,13 @@ use crate::data::{Batcher, Digits, default_data_dir};
 
 /// Run `dl predict`.
 pub fn run(args: &PredictArgs) -> Result<()> {
+    let (model, device) = load_model(&args.checkpoint, &args.data)?;
+    if model.kind.is_forecast() {
+        return crate::commands::forecast::predict(args, &model, &device);
+    }
     if args.images.is_empty() && args.index.is_empty() {
         bail!("nothing to predict: give PNG files or --index N");
     }
-    let (model, device) = load_model(&args.checkpoint, &args.data)?;
     let mut names = Vec::new();
     let mut pixels = Vec::new();
     let mut labels = Vec::new();

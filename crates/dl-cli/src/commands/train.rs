@@ -33,19 +33,33 @@ pub fn run(args: &TrainArgs, stop: &Arc<AtomicBool>) -> Result<TrainOutcome> {
     let mut reporter = Reporter::new(mode, config.model.name());
     let outcome = train(&config, existing, &mut reporter, stop)?;
     if let Some(summary) = &outcome.summary {
-        reporter.event(
-            "done",
-            &format!(
-                "{}: best validation accuracy {:.2}% at epoch {} of {}; that checkpoint's test accuracy {:.2}% ({} digits); {:.1}s; outputs in {}",
+        let text = match (summary.val_mae, summary.test_mae) {
+            (Some(val_mae), Some(test_mae)) => format!(
+                "{}: best validation MAE {val_mae:.3} ppm at epoch {} of {}; that checkpoint's test MAE {test_mae:.3} ppm ({} weeks; naive {:.3}, seasonal naive {:.3}); {:.1}s; outputs in {}",
                 config.model.name(),
-                summary.val_accuracy * 100.0,
                 summary.best_epoch,
                 outcome.history.len(),
-                summary.test_accuracy * 100.0,
+                summary.test_count,
+                summary.naive_mae.unwrap_or(f64::NAN),
+                summary.seasonal_naive_mae.unwrap_or(f64::NAN),
+                outcome.seconds,
+                outcome.folder.dir.display()
+            ),
+            _ => format!(
+                "{}: best validation accuracy {:.2}% at epoch {} of {}; that checkpoint's test accuracy {:.2}% ({} digits); {:.1}s; outputs in {}",
+                config.model.name(),
+                summary.val_accuracy.unwrap_or(f64::NAN) * 100.0,
+                summary.best_epoch,
+                outcome.history.len(),
+                summary.test_accuracy.unwrap_or(f64::NAN) * 100.0,
                 summary.test_count,
                 outcome.seconds,
                 outcome.folder.dir.display()
             ),
+        };
+        reporter.event(
+            "done",
+            &text,
             serde_json::json!({"summary": summary, "seconds": outcome.seconds}),
         );
     }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use dl_models::{Cnn, LstmClassifier, Mlp, ScratchMlp, TransformerClassifier};
+use dl_models::{Cnn, LstmClassifier, LstmForecaster, Mlp, ScratchMlp, TransformerClassifier};
 
 use super::error::OnnxError;
 use super::graphs;
@@ -101,6 +101,7 @@ impl OnnxExportOptions {
 /// | [`Mlp`] | `input` `[batch, in]` f32 | `Gemm`(transB=1) / `Relu` | `logits` |
 /// | [`Cnn`] | `images` `[batch, c, height, width]` f32 | `Conv` / `Relu` / `MaxPool` ×3, `Flatten`, `Gemm` / `Relu` / `Gemm` | `logits` |
 /// | [`LstmClassifier`] | `sequences` `[batch, sequence, features]` f32 | `Transpose`, one `LSTM` per layer, `Gemm` on the last step | `logits` |
+/// | [`LstmForecaster`] | `sequences` `[batch, sequence, features]` f32 | as the classifier, `Gemm` of `head` on the last step | `forecast` `[batch, horizon]` |
 /// | [`TransformerClassifier`] | `tokens` `[batch, sequence]` i64 or `patches` `[batch, sequence, features]` f32 | `Gather` or `MatMul`+`Add`, positions, attention in `MatMul`/`Softmax`, `LayerNormalization`, `ReduceMean`, `Gemm` | `logits` |
 /// | [`ScratchMlp`] | `input` `[batch, in]` f32 | `Gemm` + activation per layer, `Sigmoid` or `Softmax` | `probabilities` |
 ///
@@ -153,6 +154,7 @@ macro_rules! onnx_export {
 onnx_export!(Mlp, "Mlp", graphs::mlp);
 onnx_export!(Cnn, "Cnn", graphs::cnn);
 onnx_export!(LstmClassifier, "LstmClassifier", graphs::lstm);
+onnx_export!(LstmForecaster, "LstmForecaster", graphs::lstm_forecaster);
 onnx_export!(
     TransformerClassifier,
     "TransformerClassifier",

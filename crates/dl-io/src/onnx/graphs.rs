@@ -8,9 +8,10 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{LayerNorm, Linear, PaddingConfig2d};
-use dl_layers::{LstmLayer, TransformerBlock};
+use dl_layers::{Lstm, LstmLayer, TransformerBlock};
 use dl_models::{
-    Cnn, LstmClassifier, Mlp, ScratchActivation, ScratchMlp, ScratchOutput, TransformerClassifier,
+    Cnn, LstmClassifier, LstmForecaster, Mlp, ScratchActivation, ScratchMlp, ScratchOutput,
+    TransformerClassifier,
 };
 
 use super::builder::{Attr, GraphBuilder};
@@ -337,7 +338,7 @@ fn gates_iofc(b: &mut GraphBuilder, scope: &str, value: &str) -> String {
     )
 }
 
-fn lstm_layer(
+fn lstm_layer<M: PytorchModel>(
     b: &mut GraphBuilder,
     x: &str,
     k: usize,
@@ -345,7 +346,7 @@ fn lstm_layer(
     hidden: usize,
     last: bool,
 ) -> Result<String> {
-    let path = |name: &str| key::<LstmClassifier>(&format!("lstm.layers.{k}.{name}"));
+    let path = |name: &str| key::<M>(&format!("lstm.layers.{k}.{name}"));
     let scope = format!("lstm/l{k}");
     let axis0 = b.ints(&scope, &[0]);
     let w = b.weight(&path("weight_ih"))?;
@@ -397,13 +398,47 @@ fn lstm_layer(
 }
 
 pub(crate) fn lstm(model: &LstmClassifier, options: &OnnxExportOptions) -> Result<Graph> {
-    let mut b = GraphBuilder::new("LstmClassifier", to_pytorch_state_dict(model));
-    let lstm = &model.lstm;
+    lstm_then_linear(
+        model,
+        &model.lstm,
+        ("fc", &model.fc),
+        "logits",
+        "LstmClassifier",
+        options,
+    )
+}
+
+pub(crate) fn lstm_forecaster(
+    model: &LstmForecaster,
+    options: &OnnxExportOptions,
+) -> Result<Graph> {
+    lstm_then_linear(
+        model,
+        &model.lstm,
+        ("head", &model.head),
+        "forecast",
+        "LstmForecaster",
+        options,
+    )
+}
+
+/// The graph shared by the LSTM classifier and forecaster: `sequences` `[batch, sequence,
+/// features]`, one `LSTM` node per layer, then a `Gemm` (the linear layer at module path
+/// `linear.0`) on the last time step, as output `output`.
+fn lstm_then_linear<M: PytorchModel>(
+    model: &M,
+    lstm: &Lstm,
+    linear: (&str, &Linear),
+    output: &str,
+    name: &str,
+    options: &OnnxExportOptions,
+) -> Result<Graph> {
+    let mut b = GraphBuilder::new(name, to_pytorch_state_dict(model));
     if lstm.bidirectional {
-        return Err(b.unsupported("a bidirectional LSTM (the classifier's is unidirectional)"));
+        return Err(b.unsupported("a bidirectional LSTM (the models' LSTMs are unidirectional)"));
     }
     if !lstm.batch_first {
-        return Err(b.unsupported("an LSTM that is not batch-first (the classifier's is)"));
+        return Err(b.unsupported("an LSTM that is not batch-first (the models' are)"));
     }
     if lstm.layers.is_empty() {
         return Err(b.unsupported("the LSTM has no layers"));
@@ -422,13 +457,13 @@ pub(crate) fn lstm(model: &LstmClassifier, options: &OnnxExportOptions) -> Resul
     );
     let count = lstm.layers.len();
     for (k, layer) in lstm.layers.iter().enumerate() {
-        x = lstm_layer(&mut b, &x, k, layer, lstm.hidden_size, k + 1 == count)?;
+        x = lstm_layer::<M>(&mut b, &x, k, layer, lstm.hidden_size, k + 1 == count)?;
     }
-    let (fc, fc_bias) = linear_keys::<LstmClassifier>("fc", &model.fc);
-    x = gemm(&mut b, &x, &fc, fc_bias.as_deref())?;
-    let classes = b.shape(&fc)?[0];
-    b.output(&x, "logits", vec![batch(options), fixed(classes)]);
-    b.finish(&graph_name(options, "LstmClassifier"))
+    let (weight, bias) = linear_keys::<M>(linear.0, linear.1);
+    x = gemm(&mut b, &x, &weight, bias.as_deref())?;
+    let width = b.shape(&weight)?[0];
+    b.output(&x, output, vec![batch(options), fixed(width)]);
+    b.finish(&graph_name(options, name))
 }
 
 // ---- Transformer -----------------------------------------------------------------------------

@@ -184,8 +184,21 @@ mod tests {
         assert_eq!(samples_per_second(list).ok(), Some(vec![100.0, 400.0]));
         let object = r#"{"epochs": [{"samples_per_second": 50.0}], "test": {}}"#;
         assert_eq!(samples_per_second(object).ok(), Some(vec![50.0]));
-        assert!(samples_per_second(r#"[{"epoch": 1}]"#).is_err());
-        assert!(samples_per_second("not json").is_err());
+        let err = |text: &str| format!("{:#}", samples_per_second(text).unwrap_err());
+        assert_eq!(
+            err(r#"[{"epoch": 1}]"#),
+            "an epoch without a positive samples_per_second"
+        );
+        assert_eq!(
+            err(r#"[{"samples_per_second": 0.0}]"#),
+            "an epoch without a positive samples_per_second"
+        );
+        assert_eq!(err(r#"{"test": {}}"#), "no list of epochs");
+        assert!(
+            err("not json").starts_with("not JSON: "),
+            "{}",
+            err("not json")
+        );
     }
 
     #[test]
@@ -207,7 +220,11 @@ mod tests {
             "mlp",
             1,
         );
-        assert!(missing.is_err());
+        let missing = format!("{:#}", missing.unwrap_err());
+        assert!(
+            missing.starts_with("starting /nonexistent/dl: "),
+            "{missing}"
+        );
     }
 
     #[test]
@@ -222,6 +239,10 @@ mod tests {
         assert_eq!(r.map(|r| r.id.as_str()), Some("epoch/lstm/b64"));
         assert_eq!(r.map(|r| r.repetitions), Some(2));
         assert_eq!(r.map(|r| r.median_ns), Some(1.5e9));
-        assert!(record("lstm", "flex", plan, &[1.0, 2.0]).is_err());
+        let err = record("lstm", "flex", plan, &[1.0, 2.0]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "flex reported 2 epochs of lstm, expected 3"
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use common::*;
 use dl_core::BackendKind;
-use dl_io::CheckpointMeta;
+use dl_io::{CheckpointMeta, StateDict};
 use dl_models::{
     CnnConfig, LstmClassifierConfig, MlpConfig, ScratchMlpConfig, ScratchOutput,
     TransformerClassifierConfig,
@@ -20,9 +20,10 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 /// Save a model of `kind` built from `weights_config` under metadata that claims
-/// `meta_config`: the two are equal for a consistent checkpoint. `None` when
-/// `weights_config` does not build (or would be larger than a test needs).
-fn save(kind: &str, weights_config: &Value, meta_config: &Value, path: &Path) -> Option<()> {
+/// `meta_config`: the two are equal for a consistent checkpoint. Returns the saved model's
+/// PyTorch state dict; `None` when `weights_config` does not build (or would be larger than
+/// a test needs).
+fn save(kind: &str, weights_config: &Value, meta_config: &Value, path: &Path) -> Option<StateDict> {
     save_claiming(kind, weights_config, kind, meta_config, path)
 }
 
@@ -33,7 +34,7 @@ fn save_claiming(
     meta_kind: &str,
     meta_config: &Value,
     path: &Path,
-) -> Option<()> {
+) -> Option<StateDict> {
     let device = BackendKind::Flex.device().unwrap();
     let meta = CheckpointMeta {
         model: meta_kind.to_string(),
@@ -49,9 +50,10 @@ fn save_claiming(
             }
             let model = config.init(&device).ok()?;
             dl_io::save_checkpoint(path, &model, None, &meta).unwrap();
+            dl_io::to_pytorch_state_dict(&model)
         }};
     }
-    match kind {
+    Some(match kind {
         "mlp" => save_as!(MlpConfig),
         "cnn" | "image-cnn" => save_as!(CnnConfig),
         "lstm" => save_as!(LstmClassifierConfig),
@@ -64,11 +66,11 @@ fn save_claiming(
             }
             let model = config.init(&device).ok()?;
             dl_io::save_checkpoint(path, &model, None, &meta).unwrap();
+            dl_io::to_pytorch_state_dict(&model)
         }
         "scratch" => save_as!(ScratchMlpConfig),
         _ => return None,
-    }
-    Some(())
+    })
 }
 
 /// Small configurations of every model that fit the digits.
@@ -298,7 +300,7 @@ fn small_checkpoints_that_fit_the_digits_run_everywhere() {
     for kind in ["mlp", "cnn", "image-cnn", "lstm", "transformer", "scratch"] {
         let file = path(dir.path(), &format!("{kind}.safetensors"));
         let config = small_config(kind);
-        save(kind, &config, &config, Path::new(&file)).unwrap();
+        let weights = save(kind, &config, &config, Path::new(&file)).unwrap();
         for args in commands(&file, dir.path()) {
             let (code, stderr) = survives(&args, &file);
             // Only the transformer has attention maps.
@@ -308,6 +310,92 @@ fn small_checkpoints_that_fit_the_digits_run_everywhere() {
                 0
             };
             assert_eq!(code, expected, "{kind} {args:?}: {stderr}");
+        }
+        outputs_follow_the_checkpoint(kind, &file, &weights, dir.path());
+    }
+}
+
+/// What the commands of [`commands`] print and write for the checkpoint `file` of `kind`
+/// holding `weights`: each checked against another path through the same model.
+fn outputs_follow_the_checkpoint(kind: &str, file: &str, weights: &StateDict, dir: &Path) {
+    // `convert` wrote exactly the saved model's tensors under PyTorch's names.
+    let converted = StateDict::from_file(dir.join("converted.safetensors")).unwrap();
+    assert_eq!(
+        converted.keys().collect::<Vec<_>>(),
+        weights.keys().collect::<Vec<_>>(),
+        "{kind}"
+    );
+    for key in weights.keys() {
+        assert_eq!(converted.get(key), weights.get(key), "{kind} `{key}`");
+    }
+    // `info` names the model and counts those tensors' elements.
+    let info: Value = serde_json::from_str(&ok(&["info", file, "--json"])).unwrap();
+    assert_eq!(info["model"], kind);
+    let elements: usize = weights
+        .keys()
+        .map(|k| weights.get(k).unwrap().num_elements())
+        .sum();
+    assert_eq!(info["parameters"], elements as u64, "{kind}");
+    // `predict` gives a distribution over the 10 digits whose largest entry is the class,
+    // and `eval` counts those classes against the labels.
+    let indices: Vec<String> = (0..8).map(|i| i.to_string()).collect();
+    let predicted: Value = serde_json::from_str(&ok(&[
+        "predict",
+        file,
+        "--index",
+        &indices.join(","),
+        "--json",
+    ]))
+    .unwrap();
+    let mut confusion = vec![vec![0u64; 10]; 10];
+    for row in predicted.as_array().unwrap() {
+        let p: Vec<f64> = row["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .collect();
+        assert_eq!(p.len(), 10, "{kind}");
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{kind}: {p:?}");
+        let class = row["class"].as_u64().unwrap() as usize;
+        assert!(p.iter().all(|&q| q <= p[class]), "{kind}: {class} {p:?}");
+        confusion[row["label"].as_u64().unwrap() as usize][class] += 1;
+    }
+    let eval: Value = serde_json::from_str(&ok(&["eval", file, "--limit", "8", "--json"])).unwrap();
+    assert_eq!(eval["count"], 8, "{kind}");
+    assert_eq!(eval["confusion"], json!(confusion), "{kind}");
+    let right: u64 = (0..10).map(|i| confusion[i][i]).sum();
+    assert_eq!(
+        eval["accuracy"].as_f64(),
+        Some(right as f64 / 8.0),
+        "{kind}"
+    );
+    if kind == "transformer" {
+        // One layer of two heads over the 16 patches, each query's weights a distribution.
+        let attention: Value = serde_json::from_str(&ok(&[
+            "attention",
+            file,
+            "--out",
+            &path(dir, "attention.png"),
+            "--json",
+        ]))
+        .unwrap();
+        assert_eq!(attention["tokens"], 16);
+        let layers = attention["weights"].as_array().unwrap();
+        assert_eq!(layers.len(), 1);
+        let heads = layers[0].as_array().unwrap();
+        assert_eq!(heads.len(), 2);
+        for map in heads {
+            let map: Vec<f64> = map
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(map.len(), 256);
+            for row in map.chunks(16) {
+                assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{row:?}");
+            }
         }
     }
 }

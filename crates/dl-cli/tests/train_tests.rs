@@ -181,8 +181,20 @@ fn resume_continues_and_existing_folder_is_refused() {
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["epoch"], 2);
     assert_eq!(info["training_config"]["seed"], 3);
-    // --overwrite starts again.
-    train_tiny("mlp", &out, &["--overwrite"]);
+    // --overwrite starts again: one epoch of history, a checkpoint of epoch 1 with the new
+    // run's seed.
+    train_tiny("mlp", &out, &["--overwrite", "--seed", "5"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json[0]["epoch"], 1);
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["info", &path(&out, "last.safetensors"), "--json"])).unwrap();
+    assert_eq!(
+        (info["epoch"].as_u64(), info["step"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(info["training_config"]["seed"], 5);
 }
 
 #[test]
@@ -203,6 +215,17 @@ fn config_file_sets_options_and_unknown_keys_are_named() {
     )
     .unwrap();
     assert_eq!(json[0]["step"], 2);
+    // The run used the file's model and options, and recorded them.
+    let out = dir.path().join("scratch");
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["info", &path(&out, "last.safetensors"), "--json"])).unwrap();
+    assert_eq!(info["model"], "scratch");
+    let recorded: toml::Table =
+        toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(recorded["model"].as_str(), Some("scratch"));
+    assert_eq!(recorded["batch_size"].as_integer(), Some(16));
+    assert_eq!(recorded["limit"].as_integer(), Some(32));
+    assert_eq!(recorded["schedule"].as_str(), Some("cosine"));
     std::fs::write(&config, "model = \"mlp\"\nbatch_sise = 8\n").unwrap();
     fails(
         &["train", "--config", config.to_str().unwrap()],

@@ -325,7 +325,15 @@ mod tests {
             ) {
                 continue; // needs hardware this machine may not have
             }
-            assert!(kind.device().is_ok());
+            // The device computes: 1 + [1, 2] read back from it.
+            let device = kind.device().expect("device");
+            assert!(!device.is_autodiff(), "{kind}");
+            let sum = burn::tensor::Tensor::<1>::from_floats([1.0, 2.0], &device).add_scalar(1.0);
+            assert_eq!(
+                sum.into_data().iter::<f32>().collect::<Vec<_>>(),
+                [2.0, 3.0],
+                "{kind}"
+            );
             assert!(kind.autodiff_device().expect("device").is_autodiff());
         }
     }

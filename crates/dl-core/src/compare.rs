@@ -189,7 +189,13 @@ pub fn compare_slices(
         let abs = (a - e).abs();
         let ok = tolerance.accepts(a, e);
         let excess = if ok {
-            abs - (tolerance.atol + tolerance.rtol * e.abs()) // <= 0
+            // <= 0; a matched NaN or infinity (NaN - NaN, inf - inf) is never the worst.
+            let excess = abs - (tolerance.atol + tolerance.rtol * e.abs());
+            if excess.is_nan() {
+                f64::NEG_INFINITY
+            } else {
+                excess
+            }
         } else if abs.is_nan() || abs.is_infinite() {
             f64::INFINITY
         } else {
@@ -283,11 +289,20 @@ mod tests {
 
     #[test]
     fn equal_tensors_pass() {
-        let a = data(&[1.0, -2.0, 3.0, 0.0], &[2, 2]);
-        let r = compare(&a, &a, Tolerance::EXACT);
+        // Two separately built tensors with equal values in different dtypes (f32 and f64),
+        // and -0.0 against 0.0, which are equal numbers.
+        let a = data(&[1.0, -2.0, 3.0, -0.0], &[2, 2]);
+        let e = TensorData::new(vec![1.0f64, -2.0, 3.0, 0.0], [2, 2]);
+        let r = compare(&a, &e, Tolerance::EXACT);
         assert!(r.passed(), "{r}");
         assert_eq!(r.max_abs_err, 0.0);
+        assert_eq!(r.mismatched, 0);
         assert_eq!(r.total, 4);
+        // Within tolerance is a pass that still reports the error it allowed.
+        let near = data(&[1.0, -2.0, 3.0 + 2e-6, 0.0], &[2, 2]);
+        let r = compare(&near, &e, Tolerance::new(1e-5, 1e-6));
+        assert!(r.passed(), "{r}");
+        assert!((r.max_abs_err - 2e-6).abs() < 1e-7, "{r}");
     }
 
     #[test]
@@ -336,11 +351,22 @@ mod tests {
         );
         assert!(!r.passed());
         assert_eq!(r.worst_index, Some(vec![0]));
-        let nan = data(&[f32::NAN], &[1]);
-        assert!(compare(&nan, &nan, Tolerance::EXACT).passed());
-        let inf = data(&[f32::INFINITY], &[1]);
-        assert!(compare(&inf, &inf, Tolerance::EXACT).passed());
-        assert!(!compare(&inf, &data(&[f32::NEG_INFINITY], &[1]), Tolerance::EXACT).passed());
+        // NaN where NaN is expected, and equal infinities, are matches (separate tensors).
+        let expected = data(&[f32::NAN, f32::INFINITY], &[2]);
+        let r = compare(
+            &data(&[f32::NAN, f32::INFINITY], &[2]),
+            &expected,
+            Tolerance::EXACT,
+        );
+        assert!(r.passed(), "{r}");
+        assert_eq!(r.mismatched, 0);
+        let r = compare(
+            &data(&[f32::NAN, f32::NEG_INFINITY], &[2]),
+            &expected,
+            Tolerance::EXACT,
+        );
+        assert!(!r.passed());
+        assert_eq!(r.worst_index, Some(vec![1]));
     }
 
     #[test]

@@ -103,8 +103,23 @@ fn header_len(bytes: &[u8]) -> usize {
 #[test]
 fn valid_file_reads() {
     // The base of the cases below is itself valid.
+    // Every tensor, in each dtype, reads back as the same four f32 values in its shape.
     let state = StateDict::from_safetensors_bytes(&valid_safetensors(), "base").expect("valid");
     assert_eq!(state.len(), 4);
+    for (key, shape) in [
+        ("brain", vec![4, 1]),
+        ("fc.bias", vec![4]),
+        ("fc.weight", vec![2, 2]),
+        ("half", vec![1, 4]),
+    ] {
+        let data = state.get(key).expect(key);
+        assert_eq!(data.shape().to_vec(), shape, "{key}");
+        assert_eq!(
+            data.clone().try_into_vec::<f32>().expect("f32"),
+            [-1.5, 0.0, 2.0, 3.25],
+            "{key}"
+        );
+    }
 }
 
 #[test]

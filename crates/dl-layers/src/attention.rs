@@ -563,18 +563,54 @@ mod tests {
     }
 
     #[test]
-    fn cross_attention_shapes() {
+    fn cross_attention_weighs_the_values_by_the_keys() {
         let device = BackendKind::Flex.device().unwrap();
         let mha = MultiHeadAttentionConfig::new(8, 4).init(&device).unwrap();
-        let (out, w) = mha.forward(
+        let (query, key, value) = (
             rand3([3, 2, 8], &device),
             rand3([3, 6, 8], &device),
             rand3([3, 6, 8], &device),
-            AttentionMask::none(),
-            false,
         );
+        let attend = |k: Tensor<3>, v: Tensor<3>| {
+            let (out, w) = mha.forward(query.clone(), k, v, AttentionMask::none(), true);
+            (out, w.unwrap())
+        };
+        let (out, w) = attend(key.clone(), value.clone());
         assert_eq!(out.dims(), [3, 2, 8]);
-        assert!(w.is_none());
+        assert_eq!(w.dims(), [3, 4, 2, 6]);
+        let sums = values(w.clone().sum_dim(3));
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+        assert!(
+            mha.forward(
+                query.clone(),
+                key.clone(),
+                value.clone(),
+                AttentionMask::none(),
+                false
+            )
+            .1
+            .is_none()
+        );
+        // Reordering the key/value pairs together reorders the weights and leaves the output.
+        let (flipped, w_flipped) = attend(key.clone().flip([1]), value.clone().flip([1]));
+        dl_core::assert_tensor_close!(flipped, out.clone(), 1e-5, 1e-6);
+        dl_core::assert_tensor_close!(w_flipped.flip([3]), w, 1e-6, 1e-7);
+        // Six equal keys: every weight is 1/6, and (the projections being affine) the output
+        // is that of the values' mean at every position.
+        let same_keys = key.narrow(1, 0, 1).repeat_dim(1, 6);
+        let (uniform, w_uniform) = attend(same_keys.clone(), value.clone());
+        assert!(
+            values(w_uniform)
+                .iter()
+                .all(|w| (w - 1.0 / 6.0).abs() < 1e-6),
+            "weights of equal keys are not uniform"
+        );
+        let mean = value.clone().mean_dim(1).repeat_dim(1, 6);
+        let (of_mean, _) = attend(same_keys, mean);
+        dl_core::assert_tensor_close!(uniform.clone(), of_mean, 1e-5, 1e-6);
+        // ... and differs from the output for the keys given, which weigh the values unequally.
+        let difference = (uniform - out).abs().max().into_scalar::<f32>();
+        assert!(difference > 1e-3, "keys ignored ({difference})");
     }
 
     #[test]

@@ -287,6 +287,23 @@ mod tests {
             .init(&device)
             .expect("valid");
         assert_eq!(mlp.num_params(), 784 * 10 + 10);
-        assert_eq!(mlp.forward(Tensor::ones([3, 784], &device)).dims(), [3, 10]);
+        // One linear map: for an all-ones image, logit j is Σ_i W[i][j] + b[j] (Burn stores
+        // W as [in, out]), summed here in f64 from the parameters.
+        let layer = &mlp.layers[0];
+        let w: Vec<f64> = layer.weight.val().into_data().iter::<f64>().collect();
+        let b: Vec<f64> = match &layer.bias {
+            Some(b) => b.val().into_data().iter::<f64>().collect(),
+            None => panic!("the logistic regression has a bias"),
+        };
+        let expected: Vec<f64> = (0..10)
+            .map(|j| (0..784).map(|i| w[i * 10 + j]).sum::<f64>() + b[j])
+            .collect();
+        let logits = mlp.forward(Tensor::ones([3, 784], &device));
+        assert_eq!(logits.dims(), [3, 10]);
+        let got: Vec<f64> = logits.into_data().iter::<f64>().collect();
+        for (i, (g, e)) in got.iter().zip(expected.iter().cycle()).enumerate() {
+            // f32 sums of 784 terms of size ≤ 1/28: rounding stays below 1e-5.
+            assert!((g - e).abs() < 1e-5, "logit {i}: {g}, expected {e}");
+        }
     }
 }

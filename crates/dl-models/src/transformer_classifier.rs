@@ -275,6 +275,7 @@ impl Classifier for TransformerClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Distribution;
     use dl_core::BackendKind;
 
     #[test]
@@ -303,13 +304,22 @@ mod tests {
             .with_max_seq_length(16)
             .init(&device)
             .unwrap();
-        let logits = model
-            .forward(TransformerInput::Patches(Tensor::zeros(
-                [3, 16, 49],
-                &device,
-            )))
-            .unwrap();
+        // Images 0 and 1 are the same, image 2 another: the logits follow the patches, and
+        // each image's logits are those of the image alone.
+        let one = || Tensor::<3>::random([1, 16, 49], Distribution::Normal(0.0, 1.0), &device);
+        let (a, c) = (one(), one());
+        let batch = Tensor::cat(vec![a.clone(), a, c.clone()], 0);
+        let logits = model.forward(TransformerInput::Patches(batch)).unwrap();
         assert_eq!(logits.dims(), [3, 10]);
+        let row = |i: usize| logits.clone().narrow(0, i, 1);
+        dl_core::assert_tensor_close!(row(0), row(1), 1e-5, 1e-6);
+        let alone = model.forward(TransformerInput::Patches(c)).unwrap();
+        dl_core::assert_tensor_close!(row(2), alone, 1e-5, 1e-6);
+        let difference = (row(0) - row(2)).abs().max().into_scalar::<f32>();
+        assert!(
+            difference > 1e-3,
+            "other patches, same logits ({difference})"
+        );
         let err = model
             .forward(TransformerInput::Tokens(Tensor::zeros([3, 16], &device)))
             .unwrap_err();

@@ -206,12 +206,15 @@ mod tests {
             let err = config.init().err().unwrap();
             assert!(err.to_string().contains(what), "{err}");
         }
-        assert!(
-            SgdConfig::new()
-                .with_nesterov(true)
-                .with_momentum(0.9)
-                .build()
-                .is_ok()
+        // Nesterov with momentum and no dampening is valid, and keeps those settings.
+        let sgd = SgdConfig::new()
+            .with_nesterov(true)
+            .with_momentum(0.9)
+            .build()
+            .unwrap();
+        assert_eq!(
+            (sgd.momentum, sgd.dampening, sgd.nesterov, sgd.weight_decay),
+            (0.9, 0.0, true, 0.0)
         );
     }
 

@@ -309,7 +309,11 @@ mod tests {
             state.keys().collect::<Vec<_>>(),
             ["norm1.weight", "norm2.weight"]
         );
-        assert_eq!(state.get("norm2.weight"), state.get("norm1.weight"));
+        for key in ["norm1.weight", "norm2.weight"] {
+            let data = state.get(key).unwrap();
+            assert_eq!(data.shape().to_vec(), [1], "{key}");
+            assert_eq!(data.try_to_vec::<f32>().unwrap(), [1.0], "{key}");
+        }
     }
 
     #[test]

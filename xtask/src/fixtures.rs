@@ -17,6 +17,7 @@ const GENERATORS: &[&str] = &[
     "onnx_codegen",
     "onnx_models",
     "pt_files",
+    "foreign",
 ];
 
 pub fn run_all(only: Option<&str>) -> Result<()> {

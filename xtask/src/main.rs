@@ -57,7 +57,7 @@ commands:
                            fetch the statsmodels 0.14.5 wheel with pip, check its sha256, write its weekly
                            Mauna Loa CO2 csv to fixtures/co2/co2.csv (dl train forecast)
   fixtures [--only NAME]   make PyTorch reference data under fixtures/ (NAME: losses, optim, layers, models, forecaster,
-                           onnx_codegen, onnx_models, pt_files)
+                           onnx_codegen, onnx_models, pt_files, foreign)
   parity [--backend LIST] [--model LIST] [--fixtures DIR] [--out DIR]
                            compare every model on every backend with PyTorch; table in target/parity/
                            (tch: installs LibTorch and reruns with --features tch)

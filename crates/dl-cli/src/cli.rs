@@ -32,7 +32,8 @@ pub enum Command {
     Attention(AttentionArgs),
     /// Convert weights between dl checkpoints, safetensors, .pt and ONNX.
     Convert(ConvertArgs),
-    /// A checkpoint's configuration, progress and parameter counts per layer.
+    /// A weights file's tensors and the network they are (any dl checkpoint, .pt/.pth,
+    /// safetensors or ONNX file).
     Info(InfoArgs),
     /// Train the MLP, CNN, LSTM and Transformer on the committed digits; summary table + plots.
     Demo(DemoArgs),
@@ -191,26 +192,62 @@ pub struct AttentionArgs {
 pub struct ConvertArgs {
     /// A dl checkpoint, or a PyTorch state dict (.pt/.pth/.safetensors) or ONNX file.
     pub input: PathBuf,
-    /// The file to write: .safetensors (PyTorch state dict), .onnx, or .ckpt.safetensors
-    /// (a dl checkpoint, for `dl eval`/`predict`/`info`).
+    /// The file to write: .safetensors (PyTorch state dict), .pt/.pth (torch.save format),
+    /// .onnx, or .ckpt.safetensors (a dl checkpoint, for `dl eval`/`predict`/`info`).
     pub output: PathBuf,
-    /// The model of a plain state dict or ONNX file (its default `dl train` configuration),
-    /// or the model a dl checkpoint must hold.
+    /// The model the weights must be (checked against the one inferred from the weights, or
+    /// against the model a dl checkpoint holds).
     #[arg(long)]
     pub model: Option<ModelKind>,
     /// Write a dl checkpoint even when the output name does not end in .ckpt.safetensors.
     #[arg(long)]
     pub checkpoint: bool,
+    /// Key renaming and the settings the weights cannot tell.
+    #[command(flatten)]
+    pub infer: InferArgs,
+}
+
+/// How `dl info` and `dl convert` read a plain state dict: key renaming first, then the
+/// settings the architecture inference cannot read from the weights.
+#[derive(Debug, Args, Default)]
+pub struct InferArgs {
+    /// Remove this prefix from every key that has it (`module.` from `nn.DataParallel`).
+    #[arg(long)]
+    pub strip_prefix: Option<String>,
+    /// Rename keys: REGEX=REPLACEMENT, as Python's `re.sub` (`$1` for groups); repeatable,
+    /// applied in order after --strip-prefix.
+    #[arg(long, value_name = "REGEX=REPLACEMENT")]
+    pub remap: Vec<String>,
+    /// Attention heads of a Transformer [default: 8, the chapter's].
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Length of a Transformer's positional table, when the file holds none [default: 100].
+    #[arg(long)]
+    pub max_seq_length: Option<usize>,
+    /// Pre-norm Transformer blocks (the chapter's are post-norm).
+    #[arg(long)]
+    pub norm_first: bool,
+    /// Height and width of a CNN's input (the weights fix it only up to the floor of /8)
+    /// [default: 28 or 64 where they fit, else 8 x the pooled size].
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Dropout probability recorded in the configuration [default: the model's].
+    #[arg(long)]
+    pub dropout: Option<f64>,
 }
 
 /// Options of `dl info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// A checkpoint written by `dl train`.
+    /// A dl checkpoint, a PyTorch state dict (.pt/.pth, zip or legacy format), a plain
+    /// safetensors file or an ONNX model.
     pub checkpoint: PathBuf,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Key renaming and the settings the weights cannot tell.
+    #[command(flatten)]
+    pub infer: InferArgs,
 }
 
 /// Options of `dl demo`.

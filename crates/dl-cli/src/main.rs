@@ -31,6 +31,7 @@ mod plot;
 mod progress;
 mod task;
 mod train;
+mod weights;
 
 use std::process::ExitCode;
 use std::sync::Arc;

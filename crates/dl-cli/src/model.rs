@@ -368,19 +368,11 @@ impl DigitModel {
         ))
     }
 
-    /// Load a PyTorch state dict (`.pt`, `.pth`, `.safetensors`, strictly) or an ONNX file's
-    /// initializers into this network.
-    pub fn load_weights(self, path: &Path) -> Result<Self> {
-        let context = || format!("cannot load weights from {}", path.display());
-        let is_onnx = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
-        let net = if is_onnx {
-            let state = StateDict::from_onnx_file(path).with_context(context)?;
-            map_net!(self.net, m => dl_io::load_pytorch_state_dict(m, &state, LoadMode::Strict).with_context(context)?.0)
-        } else {
-            map_net!(self.net, m => dl_io::load_pytorch_file(m, path).with_context(context)?.0)
-        };
+    /// Load a PyTorch state dict (read from a `.pt`, `.pth`, `.safetensors` or ONNX file)
+    /// into this network, strictly.
+    pub fn load_state_dict(self, state: &StateDict) -> Result<Self> {
+        let context = || format!("cannot load weights from {}", state.source());
+        let net = map_net!(self.net, m => dl_io::load_pytorch_state_dict(m, state, LoadMode::Strict).with_context(context)?.0);
         Ok(Self { net, ..self })
     }
 

@@ -125,9 +125,14 @@ fn convert_round_trips_through_safetensors_pt_and_onnx() {
     let from_onnx = path(dir.path(), "from_onnx.ckpt.safetensors");
     ok(&["convert", mlp.to_str().unwrap(), &st]);
     ok(&["convert", mlp.to_str().unwrap(), &onnx]);
-    fails(&["convert", &st, &back], 1, &["--model"]);
+    // No --model: the network and its sizes come from the weights.
+    let inferred = ok(&["convert", &st, &back]);
+    assert!(
+        inferred.contains("Mlp: input_size 784, hidden_sizes [512, 256], num_classes 10"),
+        "{inferred}"
+    );
     ok(&["convert", &st, &back, "--model", "mlp"]);
-    ok(&["convert", &onnx, &from_onnx, "--model", "mlp"]);
+    ok(&["convert", &onnx, &from_onnx]);
     let pt = path(dir.path(), "mlp.pt");
     let from_pt = path(dir.path(), "from_pt.ckpt.safetensors");
     ok(&["convert", mlp.to_str().unwrap(), &pt]);
@@ -140,7 +145,7 @@ fn convert_round_trips_through_safetensors_pt_and_onnx() {
         original
     );
     assert_eq!(ok(&["eval", &from_pt, "--limit", "40", "--json"]), original);
-    // Weights of another model are refused, naming keys.
+    // Weights of another model are refused, naming both.
     fails(
         &[
             "convert",
@@ -150,7 +155,7 @@ fn convert_round_trips_through_safetensors_pt_and_onnx() {
             "cnn",
         ],
         1,
-        &["cannot load weights"],
+        &["holds a `mlp` model by its weights", "not `cnn`"],
     );
     fails(
         &["convert", mlp.to_str().unwrap(), &path(dir.path(), "x.bin")],

@@ -90,6 +90,14 @@ pub enum Error {
         /// How many of its values are NaN, +Inf or -Inf.
         count: usize,
     },
+    /// No dl-models network (or more than one) explains a state dict's keys and shapes.
+    #[error("{path}: not a recognised network: {reason}")]
+    UnknownArchitecture {
+        /// The file (or state dict source).
+        path: String,
+        /// For each network, the keys that did not fit and what it expected.
+        reason: String,
+    },
     /// A checkpoint that is not one, or whose contents do not fit what was asked.
     #[error("{path}: {reason}")]
     Checkpoint {

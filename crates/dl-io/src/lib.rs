@@ -19,6 +19,7 @@ mod digits;
 mod dtype;
 mod error;
 mod finite;
+mod infer;
 mod load;
 mod onnx;
 mod pt;
@@ -34,6 +35,10 @@ pub use checkpoint::{
 pub use digits::{DigitFile, DigitFileError};
 pub use error::{Error, Result};
 pub use finite::NonFiniteCount;
+pub use infer::{
+    Architecture, ArchitectureConfig, InferOptions, InferredArchitecture, Shapes,
+    infer_architecture,
+};
 pub use load::{
     KeyLayout, KeyMapFn, LoadMode, LoadReport, ShapeMismatch, grads_with_layout, load_with_layouts,
     state_dict_with_layout,

@@ -106,6 +106,7 @@ impl StateDict {
             let bytes = tensor.read().map_err(|e| invalid(e.to_string()))?;
             let (data, note) = float_tensor(&key, &bytes, tensor.shape(), dtype, ByteOrder::Native)
                 .map_err(&invalid)?;
+            state.record_dtype(&key, dtype);
             state.notes.extend(note);
             state.tensors.insert(key, data);
         }

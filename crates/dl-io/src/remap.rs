@@ -50,6 +50,7 @@ impl StateDict {
         // New key -> original key, to name both sides of a collision.
         let mut origin: BTreeMap<String, &str> = BTreeMap::new();
         let mut tensors = BTreeMap::new();
+        let mut file_dtypes = BTreeMap::new();
         let mut renamed = 0usize;
         for (key, data) in &self.tensors {
             let mut new_key = key.clone();
@@ -73,6 +74,9 @@ impl StateDict {
             if new_key != *key {
                 renamed += 1;
             }
+            if let Some(dtype) = self.file_dtypes.get(key) {
+                file_dtypes.insert(new_key.clone(), *dtype);
+            }
             origin.insert(new_key.clone(), key);
             tensors.insert(new_key, data.clone());
         }
@@ -93,6 +97,7 @@ impl StateDict {
             source: self.source.clone(),
             tensors,
             notes,
+            file_dtypes,
         })
     }
 }

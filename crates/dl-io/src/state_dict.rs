@@ -24,6 +24,8 @@ pub struct StateDict {
     pub(crate) source: String,
     pub(crate) tensors: BTreeMap<String, TensorData>,
     pub(crate) notes: Vec<String>,
+    /// The dtype each tensor had in its file, where it was not F32 (all are f32 here).
+    pub(crate) file_dtypes: BTreeMap<String, &'static str>,
 }
 
 impl StateDict {
@@ -75,6 +77,18 @@ impl StateDict {
         &self.notes
     }
 
+    /// The dtype `key` had in the file it was read from (`F32`, `F64`, `F16`, `BF16`), before
+    /// the conversion to f32; `F32` for tensors made in memory.
+    pub fn file_dtype(&self, key: &str) -> &'static str {
+        self.file_dtypes.get(key).copied().unwrap_or("F32")
+    }
+
+    pub(crate) fn record_dtype(&mut self, key: &str, dtype: FloatDtype) {
+        if dtype != FloatDtype::F32 {
+            self.file_dtypes.insert(key.to_string(), dtype.name());
+        }
+    }
+
     /// The tensors whose key starts with `prefix`, with the prefix removed.
     ///
     /// ```
@@ -89,10 +103,16 @@ impl StateDict {
             .iter()
             .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
             .collect();
+        let file_dtypes = self
+            .file_dtypes
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), *v)))
+            .collect();
         StateDict {
             source: self.source.clone(),
             tensors,
             notes: self.notes.clone(),
+            file_dtypes,
         }
     }
 
@@ -181,6 +201,7 @@ impl StateDict {
             let (data, note) =
                 float_tensor(&key, view.data(), view.shape(), dtype, ByteOrder::Little)
                     .map_err(invalid)?;
+            state.record_dtype(&key, dtype);
             state.notes.extend(note);
             state.tensors.insert(key, data);
         }

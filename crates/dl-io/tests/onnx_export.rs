@@ -18,9 +18,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dl_core::{BackendKind, SeededRng, fixtures_dir, seed_device};
@@ -37,53 +36,11 @@ use safetensors::tensor::TensorView;
 
 const BACKENDS: [BackendKind; 2] = [BackendKind::Flex, BackendKind::NdArray];
 
-const INSTALL: &str = "python3 -m venv .venv-onnx && .venv-onnx/bin/pip install onnx==1.23.2 \
-                       onnxruntime==1.32.0 numpy==2.4.6 safetensors==0.7.0";
+#[path = "support/onnx_python.rs"]
+mod onnx_python;
+use onnx_python::python;
 
 // ---- the Python side -------------------------------------------------------------------------
-
-fn has_onnxruntime(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", "import onnx, onnxruntime, numpy, safetensors"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// The Python to run check_onnx.py with, found once.
-fn python() -> Option<&'static Path> {
-    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if let Some(explicit) = std::env::var_os("DL_RS_ONNX_PYTHON") {
-                let explicit = PathBuf::from(explicit);
-                assert!(
-                    has_onnxruntime(&explicit),
-                    "DL_RS_ONNX_PYTHON={} cannot import onnx, onnxruntime, numpy and \
-                     safetensors; install them: {INSTALL}",
-                    explicit.display()
-                );
-                return Some(explicit);
-            }
-            let root = fixtures_dir().parent()?.to_path_buf();
-            let found = [".venv-onnx/bin/python", ".venv/bin/python"]
-                .into_iter()
-                .map(|p| root.join(p))
-                .find(|p| p.exists() && has_onnxruntime(p));
-            if found.is_none() {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "no Python with onnx and onnxruntime for the ONNX parity check; at the \
-                     workspace root run: {INSTALL} (or set DL_RS_ONNX_PYTHON)"
-                );
-                eprintln!(
-                    "note: skipping the ONNX Runtime check (no Python with onnx and \
-                     onnxruntime; to run it: {INSTALL})"
-                );
-            }
-            found
-        })
-        .as_deref()
-}
 
 /// Write the cases as `input[.k]` / `expected[.k]` for check_onnx.py.
 fn write_cases(path: &Path, cases: &[(TensorData, TensorData)]) {

@@ -4,16 +4,25 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
+use burn::tensor::Device;
 use dl_core::BackendKind;
 use dl_io::CheckpointMeta;
 
 use crate::cli::ConvertArgs;
-use crate::model::{DigitModel, default_config};
+use crate::config::ModelKind;
+use crate::model::DigitModel;
+use crate::weights;
 
 /// Run `dl convert`.
 pub fn run(args: &ConvertArgs) -> Result<()> {
     let device = BackendKind::Flex.device()?;
     let model = if is_checkpoint(&args.input) {
+        if args.infer.strip_prefix.is_some() || !args.infer.remap.is_empty() {
+            bail!(
+                "{} is a dl checkpoint, whose keys are dl's: --strip-prefix and --remap apply to PyTorch state dicts and ONNX files",
+                args.input.display()
+            );
+        }
         let (model, _, _) = DigitModel::load(&args.input, &device, None)?;
         if let Some(expected) = args.model
             && expected != model.kind
@@ -27,16 +36,7 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         }
         model
     } else {
-        if !args.input.exists() {
-            bail!("input file {} does not exist", args.input.display());
-        }
-        let Some(kind) = args.model else {
-            bail!(
-                "{} is not a dl checkpoint: name the model of its weights with --model (mlp, cnn, image-cnn, lstm, transformer, scratch, forecast)",
-                args.input.display()
-            );
-        };
-        DigitModel::build(kind, default_config(kind), &device)?.load_weights(&args.input)?
+        from_weights(args, &device)?
     };
     let name = args.output.to_string_lossy().to_lowercase();
     let what = if args.checkpoint || name.ends_with(".ckpt.safetensors") {
@@ -69,6 +69,50 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         args.output.display()
     );
     Ok(())
+}
+
+/// A plain state dict or ONNX file: keys renamed, the network and its sizes inferred from the
+/// shapes (checked against `--model` when given), then the weights loaded strictly.
+fn from_weights(args: &ConvertArgs, device: &Device) -> Result<DigitModel> {
+    let weights = weights::read(&args.input, &args.infer)?;
+    let inferred = weights
+        .state
+        .infer_architecture(&weights::infer_options(&args.infer))?;
+    let mut kind = weights::model_kind(inferred.architecture);
+    if let Some(expected) = args.model {
+        // `cnn` and `image-cnn` are one network fed differently: either may be asked for.
+        let same_network = matches!(
+            (expected, kind),
+            (
+                ModelKind::Cnn | ModelKind::ImageCnn,
+                ModelKind::Cnn | ModelKind::ImageCnn
+            )
+        );
+        if expected != kind && !same_network {
+            bail!(
+                "{} holds a `{}` model by its weights ({}), not `{}`",
+                args.input.display(),
+                kind.name(),
+                inferred.summary(),
+                expected.name()
+            );
+        }
+        kind = expected;
+    }
+    println!(
+        "{}: {} ({} keys, `{}` in dl)",
+        args.input.display(),
+        inferred.summary(),
+        inferred.layout,
+        kind.name()
+    );
+    for assumed in &inferred.assumed {
+        println!("  assumed: {assumed}");
+    }
+    for note in weights.state.notes() {
+        println!("  note: {note}");
+    }
+    DigitModel::build(kind, inferred.config.to_json(), device)?.load_state_dict(&weights.state)
 }
 
 /// Whether `path` is a checkpoint written by dl (safetensors with dl-rs metadata).

@@ -96,7 +96,8 @@ fn read_initializers(graph: &Graph, source: &str) -> Result<StateDict, OnnxError
             return Err(error("the name is used by two initializers".into()));
         }
         match tensor_data(tensor).map_err(error)? {
-            Some((data, note)) => {
+            Some((data, dtype, note)) => {
+                state.record_dtype(&tensor.name, dtype);
                 state.notes.extend(note);
                 state.tensors.insert(tensor.name.clone(), data);
             }
@@ -142,7 +143,9 @@ fn add_identity_aliases(graph: &Graph, state: &mut StateDict) {
 
 /// The initializer as f32 data with an optional conversion note, or `None` for non-float
 /// types.
-fn tensor_data(tensor: &Tensor) -> Result<Option<(TensorData, Option<String>)>, String> {
+fn tensor_data(
+    tensor: &Tensor,
+) -> Result<Option<(TensorData, FloatDtype, Option<String>)>, String> {
     if tensor.data_location == 1 || tensor.has_external_data {
         return Err(
             "its data is in an external file (save the model with the weights inside)".into(),
@@ -175,7 +178,8 @@ fn tensor_data(tensor: &Tensor) -> Result<Option<(TensorData, Option<String>)>, 
         .ok_or_else(|| format!("shape {shape:?} has too many elements"))?;
     let name = &tensor.name;
     if !tensor.raw_data.is_empty() {
-        return float_tensor(name, &tensor.raw_data, &shape, dtype, ByteOrder::Little).map(Some);
+        return float_tensor(name, &tensor.raw_data, &shape, dtype, ByteOrder::Little)
+            .map(|(data, note)| Some((data, dtype, note)));
     }
     let (values, stored): (Vec<f32>, usize) = match dtype {
         FloatDtype::F32 => (tensor.float_data.clone(), tensor.float_data.len()),
@@ -190,7 +194,8 @@ fn tensor_data(tensor: &Tensor) -> Result<Option<(TensorData, Option<String>)>, 
                 .iter()
                 .flat_map(|&v| (v as u16).to_le_bytes())
                 .collect();
-            return float_tensor(name, &bits, &shape, dtype, ByteOrder::Little).map(Some);
+            return float_tensor(name, &bits, &shape, dtype, ByteOrder::Little)
+                .map(|(data, note)| Some((data, dtype, note)));
         }
     };
     if stored != count {
@@ -200,7 +205,7 @@ fn tensor_data(tensor: &Tensor) -> Result<Option<(TensorData, Option<String>)>, 
     }
     let note = (dtype != FloatDtype::F32)
         .then(|| format!("`{name}` converted from {} to F32", dtype.name()));
-    Ok(Some((TensorData::new(values, shape), note)))
+    Ok(Some((TensorData::new(values, shape), dtype, note)))
 }
 
 #[cfg(test)]

@@ -112,6 +112,7 @@ pub fn model_kind(architecture: Architecture) -> ModelKind {
         Architecture::LstmClassifier => ModelKind::Lstm,
         Architecture::TransformerClassifier => ModelKind::Transformer,
         Architecture::ScratchMlp => ModelKind::Scratch,
+        Architecture::LstmForecaster => ModelKind::Forecast,
     }
 }
 

@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use dl_models::{
-    CnnConfig, LstmClassifierConfig, MlpConfig, ScratchMlpConfig, TransformerClassifierConfig,
+    CnnConfig, LstmClassifierConfig, LstmForecasterConfig, MlpConfig, ScratchMlpConfig,
+    TransformerClassifierConfig,
 };
 
 use crate::error::{Error, Result};
@@ -39,6 +40,8 @@ pub enum Architecture {
     TransformerClassifier,
     /// [`dl_models::ScratchMlp`].
     ScratchMlp,
+    /// [`dl_models::LstmForecaster`].
+    LstmForecaster,
 }
 
 impl Architecture {
@@ -51,6 +54,7 @@ impl Architecture {
             Architecture::LstmClassifier => "LstmClassifier",
             Architecture::TransformerClassifier => "TransformerClassifier",
             Architecture::ScratchMlp => "ScratchMlp",
+            Architecture::LstmForecaster => "LstmForecaster",
         }
     }
 }
@@ -68,6 +72,8 @@ pub enum ArchitectureConfig {
     Transformer(TransformerClassifierConfig),
     /// [`Architecture::ScratchMlp`].
     Scratch(ScratchMlpConfig),
+    /// [`Architecture::LstmForecaster`].
+    Forecaster(LstmForecasterConfig),
 }
 
 impl ArchitectureConfig {
@@ -80,6 +86,7 @@ impl ArchitectureConfig {
             ArchitectureConfig::Lstm(c) => serde_json::to_value(c),
             ArchitectureConfig::Transformer(c) => serde_json::to_value(c),
             ArchitectureConfig::Scratch(c) => serde_json::to_value(c),
+            ArchitectureConfig::Forecaster(c) => serde_json::to_value(c),
         };
         value.unwrap_or(serde_json::Value::Null)
     }
@@ -150,6 +157,7 @@ const RULES: &[(&str, Rule)] = &[
     ("LstmClassifier", lstm_classifier),
     ("TransformerClassifier", transformer_classifier),
     ("ScratchMlp", scratch_mlp),
+    ("LstmForecaster", lstm_forecaster),
 ];
 
 /// Recognise the network whose PyTorch state dict has these key shapes.
@@ -511,12 +519,11 @@ fn cnn(
     })
 }
 
-/// The chapter's `LongShortTermMemory`: `lstm` (`nn.LSTM`, batch first) and `fc`.
-fn lstm_classifier(
+/// An `nn.LSTM` stack under `lstm.`, one direction: `(input_size, hidden_size, num_layers)`.
+fn lstm_stack(
+    keys: &mut Keys<'_>,
     shapes: &Shapes,
-    options: &InferOptions,
-) -> std::result::Result<InferredArchitecture, String> {
-    let mut keys = Keys::new(shapes);
+) -> std::result::Result<(usize, usize, usize), String> {
     if !keys.has("lstm.weight_ih_l0") {
         return Err("expected `lstm.weight_ih_l0` (nn.LSTM)".into());
     }
@@ -525,7 +532,7 @@ fn lstm_classifier(
         .find(|k| k.starts_with("lstm.") && k.ends_with("_reverse"))
     {
         return Err(format!(
-            "`{key}` is a bidirectional LSTM's; LstmClassifier reads one direction (expected \
+            "`{key}` is a bidirectional LSTM's; the LSTM models read one direction (expected \
              no `_reverse` keys)"
         ));
     }
@@ -553,6 +560,49 @@ fn lstm_classifier(
         keys.expect(&format!("lstm.bias_hh_l{k}"), &[4 * hidden], &why)?;
         layers += 1;
     }
+    Ok((input, hidden, layers))
+}
+
+/// `dl train forecast`'s `LstmForecaster`: `lstm` (`nn.LSTM`, batch first) and `head`.
+fn lstm_forecaster(
+    shapes: &Shapes,
+    options: &InferOptions,
+) -> std::result::Result<InferredArchitecture, String> {
+    let mut keys = Keys::new(shapes);
+    let (input, hidden, layers) = lstm_stack(&mut keys, shapes)?;
+    let (head_in, horizon) = keys.linear("head")?;
+    chained("head.weight", head_in, hidden)?;
+    keys.finish()?;
+    let mut assumed = Vec::new();
+    let config = LstmForecasterConfig::new()
+        .with_input_size(input)
+        .with_hidden_size(hidden)
+        .with_num_layers(layers)
+        .with_horizon(horizon);
+    let config = config
+        .clone()
+        .with_dropout(dropout(options, config.dropout, &mut assumed));
+    Ok(InferredArchitecture {
+        architecture: Architecture::LstmForecaster,
+        layout: "nn.LSTM",
+        sizes: vec![
+            ("input_size", input.into()),
+            ("hidden_size", hidden.into()),
+            ("num_layers", layers.into()),
+            ("horizon", horizon.into()),
+        ],
+        config: ArchitectureConfig::Forecaster(config),
+        assumed,
+    })
+}
+
+/// The chapter's `LongShortTermMemory`: `lstm` (`nn.LSTM`, batch first) and `fc`.
+fn lstm_classifier(
+    shapes: &Shapes,
+    options: &InferOptions,
+) -> std::result::Result<InferredArchitecture, String> {
+    let mut keys = Keys::new(shapes);
+    let (input, hidden, layers) = lstm_stack(&mut keys, shapes)?;
     let (fc_in, classes) = keys.linear("fc")?;
     chained("fc.weight", fc_in, hidden)?;
     keys.finish()?;
@@ -850,6 +900,32 @@ mod tests {
                 panic!("{found:?}")
             };
             assert_eq!(got, &config);
+        }
+    }
+
+    #[test]
+    fn forecasters_of_any_size_are_recognised() {
+        for (hidden, layers, horizon) in [(32, 1, 1), (8, 2, 3), (5, 3, 1)] {
+            let config = LstmForecasterConfig::new()
+                .with_hidden_size(hidden)
+                .with_num_layers(layers)
+                .with_horizon(horizon);
+            let state = to_pytorch_state_dict(&config.init(&device()).unwrap());
+            let found = infer(&state, &InferOptions::default());
+            assert_eq!(found.architecture, Architecture::LstmForecaster);
+            assert_eq!(
+                found.summary(),
+                format!(
+                    "LstmForecaster: input_size 1, hidden_size {hidden}, num_layers {layers}, horizon {horizon}"
+                )
+            );
+            let ArchitectureConfig::Forecaster(got) = &found.config else {
+                panic!("{found:?}")
+            };
+            assert_eq!(
+                (got.input_size, got.hidden_size, got.num_layers, got.horizon),
+                (1, hidden, layers, horizon)
+            );
         }
     }
 

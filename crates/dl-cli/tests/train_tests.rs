@@ -441,3 +441,76 @@ fn every_model_reaches_its_accuracy_floor_in_a_few_epochs() {
     }
     println!("test accuracy: {}", reached.join(", "));
 }
+
+/// `dl demo --quick` runs all seven models (the six digit models and the forecaster) and writes
+/// one summary row per model with the metric of its kind, the attention map of a digit the
+/// Transformer classifies correctly, the forecast picture and the comparison plot.
+#[test]
+fn quick_demo_runs_all_seven_models() {
+    let dir = tempdir();
+    let out = dir.path().join("demo");
+    let stdout = ok(&[
+        "demo",
+        "--quick",
+        "--epochs",
+        "1",
+        "--limit",
+        "40",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert_eq!(stdout.trim(), summary.trim());
+    let rows: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| model"))
+        .collect();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r.split('|').nth(1).unwrap().trim())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "mlp",
+            "cnn",
+            "image-cnn",
+            "lstm",
+            "transformer",
+            "scratch",
+            "forecast"
+        ]
+    );
+    for row in &rows[..6] {
+        // 40 digits: 4 validate, 40 test; accuracies as percentages.
+        assert!(
+            row.contains("| 4 / 40 digits |") && row.matches('%').count() == 2,
+            "{row}"
+        );
+    }
+    assert!(
+        rows[6].contains("MAE") && rows[6].contains("weeks"),
+        "{}",
+        rows[6]
+    );
+    assert!(
+        summary.contains("naive forecast (last week) has MAE"),
+        "{summary}"
+    );
+    for picture in [
+        "val_accuracy.png",
+        "transformer/attention.png",
+        "forecast/forecast.png",
+    ] {
+        let file = std::fs::File::open(out.join(picture)).unwrap();
+        let reader = png::Decoder::new(std::io::BufReader::new(file))
+            .read_info()
+            .unwrap();
+        assert!(reader.info().width > 100, "{picture}");
+    }
+    let forecast: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("forecast/summary.json")).unwrap())
+            .unwrap();
+    assert!(forecast["test_mae"].as_f64().unwrap() > 0.0, "{forecast}");
+}

@@ -35,7 +35,7 @@ struct DemoSetting {
     limit: Option<usize>,
 }
 
-/// Each model's demo setting, chosen so that the whole demo takes about ten minutes on a
+/// Each model's demo setting, chosen so that the whole demo takes about five minutes on a
 /// 2-core CPU in release mode on the 8,000 committed training digits, and each model reaches
 /// its target accuracy on the 2,000 test digits (docs/cli.md has the run). The image CNN (4.3 M
 /// parameters on 3x64x64 upscaled digits, the chapter's image-classification case) trains on

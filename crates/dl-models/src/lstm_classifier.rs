@@ -48,15 +48,7 @@ impl LstmClassifierConfig {
     pub fn num_params(&self) -> Result<usize> {
         let h = self.hidden_size;
         let mut total = ParamCount::new("LSTM classifier");
-        if self.num_layers > 0 {
-            // Layer 0 reads the input; every later layer reads the previous hidden state.
-            total.add(&[4, h, self.input_size]);
-            total.add(&[4, h, h]);
-            total.add(&[8, h]);
-            let later = self.num_layers - 1;
-            total.add(&[later, 4, h, h.saturating_mul(2)]);
-            total.add(&[later, 8, h]);
-        }
+        total.lstm(self.input_size, h, self.num_layers);
         total.linear(h, self.num_classes);
         total.finish()
     }

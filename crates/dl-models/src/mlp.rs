@@ -195,6 +195,19 @@ impl ParamCount {
         self.total = self.total.zip(product).and_then(|(t, p)| t.checked_add(p));
     }
 
+    /// A one-direction `nn.LSTM` stack: layer 0 reads the input, every later layer the
+    /// previous hidden state; each has two weight matrices and two biases of four gates.
+    pub(crate) fn lstm(&mut self, input: usize, hidden: usize, layers: usize) {
+        if layers > 0 {
+            self.add(&[4, hidden, input]);
+            self.add(&[4, hidden, hidden]);
+            self.add(&[8, hidden]);
+            let later = layers - 1;
+            self.add(&[later, 4, hidden, hidden.saturating_mul(2)]);
+            self.add(&[later, 8, hidden]);
+        }
+    }
+
     /// A linear layer `fan_in -> fan_out` with bias.
     pub(crate) fn linear(&mut self, fan_in: usize, fan_out: usize) {
         self.add(&[fan_in, fan_out]);

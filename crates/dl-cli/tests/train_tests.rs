@@ -5,13 +5,6 @@ mod common;
 
 use common::*;
 
-/// Width and height of a PNG file.
-fn png_size(path: &std::path::Path) -> (u32, u32) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let info = decoder.read_info().unwrap();
-    (info.info().width, info.info().height)
-}
-
 #[test]
 fn train_writes_every_artefact() {
     let dir = tempdir();
@@ -20,7 +13,14 @@ fn train_writes_every_artefact() {
     let out_s = out.to_str().unwrap();
     // The plots decode as pictures of the chart's size.
     for name in ["loss.png", "accuracy.png"] {
-        assert_eq!(png_size(&out.join(name)), (800, 500), "{name}");
+        let (pixels, width, height) = png_rgb(&out.join(name));
+        assert_eq!((width, height), (800, 500), "{name}");
+        // One epoch: each series is one marker (and its legend sample), train in blue and
+        // validation in red (measured: 97 pixels each).
+        for colour in [[0, 0, 255], [255, 0, 0]] {
+            let n = pixels_of(&pixels, colour);
+            assert!(n >= 50, "{name}: {n} pixels of {colour:?}");
+        }
     }
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 2, "{csv}");
@@ -503,11 +503,27 @@ fn quick_demo_runs_all_seven_models() {
         "transformer/attention.png",
         "forecast/forecast.png",
     ] {
-        let file = std::fs::File::open(out.join(picture)).unwrap();
-        let reader = png::Decoder::new(std::io::BufReader::new(file))
-            .read_info()
-            .unwrap();
-        assert!(reader.info().width > 100, "{picture}");
+        let (pixels, width, _) = png_rgb(&out.join(picture));
+        assert!(width > 100, "{picture}");
+        // The comparison plot holds one series per digit model in its own colour, the forecast
+        // its red line across the test weeks (5,656 pixels measured); the attention map's cells
+        // are checked in inspect_tests.rs.
+        let wanted: &[([u8; 3], usize)] = match picture {
+            "val_accuracy.png" => &[
+                ([31, 119, 180], 20),
+                ([214, 39, 40], 20),
+                ([44, 160, 44], 20),
+                ([148, 103, 189], 20),
+                ([255, 127, 14], 20),
+                ([140, 86, 75], 20),
+            ],
+            "forecast/forecast.png" => &[([255, 0, 0], 2000)],
+            _ => &[],
+        };
+        for &(colour, least) in wanted {
+            let n = pixels_of(&pixels, colour);
+            assert!(n >= least, "{picture}: {n} pixels of {colour:?}");
+        }
     }
     let forecast: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("forecast/summary.json")).unwrap())

@@ -58,7 +58,7 @@ fn resume_is_exact<M>(
     let initial = build(&device);
     // Burn initialises parameters lazily; a clone taken before the first read would draw its
     // own random values. Reading every parameter once fixes them for both copies.
-    let _ = to_pytorch_state_dict(&initial);
+    let start = to_pytorch_state_dict(&initial);
 
     // N + M steps without stopping.
     let mut optimizer = new_optimizer();
@@ -102,6 +102,20 @@ fn resume_is_exact<M>(
             "{what} on {backend}: `{key}` differs after resuming: {report}"
         );
     }
+    // The steps move the weights, and resuming with a fresh optimizer instead of the saved
+    // state takes another path: the equality above really exercises the restored state.
+    let differs =
+        |x: &dl_io::StateDict, y: &dl_io::StateDict| x.keys().any(|k| x.get(k) != y.get(k));
+    assert!(
+        differs(&a, &start),
+        "{what}: training did not change the weights"
+    );
+    let again = load_checkpoint(&path, build(&device), None).expect("load weights only");
+    let lost = train(again.model, &mut new_optimizer(), 4..7, data);
+    assert!(
+        differs(&a, &to_pytorch_state_dict(&lost)),
+        "{what} on {backend}: a fresh optimizer gives the same weights as the restored one"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
     assert_eq!(leftovers.len(), 1, "only the checkpoint itself remains");
     std::fs::remove_dir_all(dir).expect("cleanup");

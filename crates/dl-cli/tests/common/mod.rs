@@ -83,3 +83,25 @@ pub fn path(dir: &Path, name: &str) -> String {
     let p: PathBuf = dir.join(name);
     p.to_str().unwrap().to_string()
 }
+
+/// The pixels of an 8-bit RGB PNG file, with its width and height.
+pub fn png_rgb(path: &Path) -> (Vec<[u8; 3]>, u32, u32) {
+    let file = std::fs::File::open(path).unwrap();
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb, "{}", path.display());
+    let pixels = buf[..info.buffer_size()]
+        .chunks_exact(3)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    (pixels, info.width, info.height)
+}
+
+/// How many pixels of a chart have exactly `colour`. A series drawn across the plot area
+/// leaves hundreds; its legend sample alone leaves a few dozen.
+pub fn pixels_of(pixels: &[[u8; 3]], colour: [u8; 3]) -> usize {
+    pixels.iter().filter(|&&p| p == colour).count()
+}

@@ -8,11 +8,16 @@
 //! | kernel | file | native on | numerics |
 //! |---|---|---|---|
 //! | LSTM recurrence (forward + backpropagation through time) | `lstm.rs`, `lstm_host.rs` | Flex | PyTorch's equations; `σ`/`tanh` within 3e-7 relative |
+//! | 2-D convolution with a one-product weight gradient | `conv2d.rs` | Flex | forward unchanged (Flex's); gradients PyTorch's, summed in another order |
 //! | vectorisable `exp`, `sigmoid`, `tanh` | `simd_math.rs` | every CPU | Cephes, within 2–3 ulp |
 //!
 //! No `unsafe`: the SIMD code is plain loops compiled per instruction set by
 //! [`pulp::Arch::dispatch`].
 
+#[cfg(feature = "flex")]
+mod conv2d;
+#[cfg(feature = "flex")]
+mod host;
 #[cfg(feature = "flex")]
 mod lstm;
 #[cfg(feature = "flex")]
@@ -20,9 +25,11 @@ mod lstm_host;
 pub mod simd_math;
 
 #[cfg(feature = "flex")]
-pub use lstm::{
-    HostTensors, LstmOps, has_fused_lstm, lstm_recurrence, lstm_recurrence_batch_first,
-};
+pub use conv2d::{Conv2dOps, conv2d, has_conv2d_gemm};
+#[cfg(feature = "flex")]
+pub use host::HostTensors;
+#[cfg(feature = "flex")]
+pub use lstm::{LstmOps, has_fused_lstm, lstm_recurrence, lstm_recurrence_batch_first};
 
 /// Without the `flex` feature no backend has a fused LSTM.
 #[cfg(not(feature = "flex"))]
@@ -38,6 +45,24 @@ pub fn lstm_recurrence_batch_first(
     _h0: &burn::tensor::Tensor<2>,
     _c0: &burn::tensor::Tensor<2>,
     _reverse: bool,
+) -> Option<burn::tensor::Tensor<4>> {
+    None
+}
+
+/// Without the `flex` feature no backend has the convolution kernel.
+#[cfg(not(feature = "flex"))]
+pub fn has_conv2d_gemm(_device: &burn::tensor::Device, _dtype: burn::tensor::DType) -> bool {
+    false
+}
+
+/// Without the `flex` feature no backend has the convolution kernel: always `None`.
+#[cfg(not(feature = "flex"))]
+pub fn conv2d(
+    _x: &burn::tensor::Tensor<4>,
+    _weight: &burn::tensor::Tensor<4>,
+    _bias: &burn::tensor::Tensor<1>,
+    _stride: usize,
+    _padding: usize,
 ) -> Option<burn::tensor::Tensor<4>> {
     None
 }

@@ -18,8 +18,6 @@
 //! results agree with PyTorch's LSTM to f32 rounding (checked in dl-layers' parity tests at
 //! rtol 1e-5 for outputs and 1e-4 for gradients).
 
-use std::borrow::Cow;
-
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -27,8 +25,9 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
-use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+use burn::tensor::{DType, Device, Shape, Tensor};
 
+use crate::host::HostTensors;
 use crate::lstm_host::{self, Dims, Recurrent};
 
 /// The fused recurrence, per backend.
@@ -157,40 +156,6 @@ fn recurrence(
         batch_first,
     );
     Some(Tensor::from_dispatch(out))
-}
-
-/// Host access for a backend whose tensors live in host memory.
-pub trait HostTensors: Backend {
-    /// The values of `tensor` as a row-major `f32` vector (no copy when it is contiguous and
-    /// not shared).
-    fn to_host(tensor: FloatTensor<Self>) -> Vec<f32>;
-    /// The values of `tensor`, borrowed when it is a contiguous `f32` tensor (the projection
-    /// and the saved states are also held by the autodiff graph, so taking them would copy).
-    fn host_values(tensor: &FloatTensor<Self>) -> Cow<'_, [f32]>;
-    /// A tensor holding `values` with `shape`.
-    fn from_host(values: Vec<f32>, shape: Shape) -> FloatTensor<Self>;
-}
-
-impl HostTensors for Flex {
-    fn to_host(tensor: FloatTensor<Self>) -> Vec<f32> {
-        let data = tensor.into_data();
-        match data.dtype() {
-            DType::F32 => data.try_into_vec::<f32>(),
-            _ => data.convert::<f32>().try_into_vec::<f32>(),
-        }
-        .expect("an f32 tensor reads as f32 values")
-    }
-
-    fn host_values(tensor: &FloatTensor<Self>) -> Cow<'_, [f32]> {
-        match tensor.as_slice::<f32>() {
-            Some(values) => Cow::Borrowed(values),
-            None => Cow::Owned(Self::to_host(tensor.clone())),
-        }
-    }
-
-    fn from_host(values: Vec<f32>, shape: Shape) -> FloatTensor<Self> {
-        burn::backend::flex::FlexTensor::from_data(TensorData::new(values, shape))
-    }
 }
 
 /// The forward pass without autodiff, on a backend with host tensors.

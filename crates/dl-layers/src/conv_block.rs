@@ -221,7 +221,7 @@ impl ConvBlock {
                 format!("{}x{}", dims[2], dims[3]),
             ));
         }
-        let mut y = self.conv.forward(x);
+        let mut y = crate::conv::conv2d_forward(&self.conv, x);
         if let Some(bn) = &self.bn {
             y = bn.try_forward(y)?;
         }

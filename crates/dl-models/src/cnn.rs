@@ -9,6 +9,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Error, Result};
+use dl_layers::conv2d_forward;
 
 use crate::mlp::{ParamCount, check_dropout, check_positive};
 
@@ -187,9 +188,10 @@ impl Cnn {
     }
 
     fn run(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(relu(self.conv1.forward(images)));
-        let x = self.pool.forward(relu(self.conv2.forward(x)));
-        let x = self.pool.forward(relu(self.conv3.forward(x)));
+        // `conv2d_forward`: Burn's `Conv2d`, with dl-kernels' weight gradient on Flex.
+        let x = self.pool.forward(relu(conv2d_forward(&self.conv1, images)));
+        let x = self.pool.forward(relu(conv2d_forward(&self.conv2, x)));
+        let x = self.pool.forward(relu(conv2d_forward(&self.conv3, x)));
         let x: Tensor<2> = x.flatten(1, 3);
         let x = self.dropout.forward(relu(self.fc1.forward(x)));
         self.fc2.forward(x)

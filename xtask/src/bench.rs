@@ -20,6 +20,7 @@
 //! - `--update-docs`: also replace the table in docs/performance.md.
 
 use std::fs;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -35,70 +36,62 @@ use crate::python::{ensure_venv, run as run_command, workspace_root};
 const TABLE_START: &str = "<!-- bench-table:start -->";
 const TABLE_END: &str = "<!-- bench-table:end -->";
 
-#[derive(Default)]
-struct Options {
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Default, clap::Args)]
+#[command(
+    after_help = "A full run with --filter or --no-pytorch is partial: its history line goes to \
+                  target/bench/history-partial.jsonl, not the committed benches/history.jsonl."
+)]
+pub struct BenchArgs {
+    /// Small batches and sequences, three repetitions, dev profile (the CI smoke run); history
+    /// in target/bench/history-quick.jsonl, PyTorch only when .venv already has it.
+    #[arg(long)]
     quick: bool,
+    /// Rust backends, comma-separated (default: every compiled one but tch-cuda).
+    #[arg(long, value_name = "LIST")]
     backends: Option<String>,
+    /// Cargo features of dl-bench, e.g. tch or wgpu (default: flex, ndarray); tch installs
+    /// LibTorch on first use and builds into target/tch.
+    #[arg(long, value_name = "LIST")]
     features: Option<String>,
+    /// Only the cases whose id contains TEXT (repeatable).
+    #[arg(long = "filter", value_name = "TEXT")]
     filters: Vec<String>,
-    threads: Option<usize>,
+    /// Intra-op threads on both sides (default: every logical CPU).
+    #[arg(long, value_name = "N")]
+    threads: Option<NonZeroUsize>,
+    /// The Rust side only (no PyTorch, no ratios).
+    #[arg(long)]
     no_pytorch: bool,
+    /// Also replace the table in docs/performance.md.
+    #[arg(long)]
     update_docs: bool,
 }
 
-fn parse(args: &[String]) -> Result<Options> {
-    let mut options = Options::default();
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .cloned()
-                .with_context(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--quick" => options.quick = true,
-            "--no-pytorch" => options.no_pytorch = true,
-            "--update-docs" => options.update_docs = true,
-            "--backends" => options.backends = Some(value()?),
-            "--features" => options.features = Some(value()?),
-            "--filter" => options.filters.push(value()?),
-            "--threads" => {
-                let n: usize = value()?.parse().context("--threads")?;
-                if n == 0 {
-                    bail!("--threads must be at least 1");
-                }
-                options.threads = Some(n);
-            }
-            other => bail!("unknown option {other} for `cargo xtask bench`"),
-        }
-    }
-    Ok(options)
-}
-
 /// Run the benchmarks on both sides and write the results, history and dashboard.
-pub fn run(args: &[String]) -> Result<()> {
-    let options = parse(args)?;
+pub fn run(options: &BenchArgs) -> Result<()> {
     let root = workspace_root();
     let out = root.join("target/bench");
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let threads = options.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
+    let threads = options
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
     let unix_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let load_before = load_average();
 
     let (plan, burn_json) = (out.join("plan.json"), out.join("burn.json"));
-    run_rust_side(&root, &options, threads, &plan, &burn_json)?;
+    run_rust_side(&root, options, threads, &plan, &burn_json)?;
     let burn = read_side(&burn_json)?;
-    let pytorch = run_pytorch_side(&root, &options, &plan, &out.join("pytorch.json"))?;
+    let pytorch = run_pytorch_side(&root, options, &plan, &out.join("pytorch.json"))?;
 
     let mut records = burn.records.clone();
     if let Some(side) = &pytorch {
         records.extend(side.records.iter().cloned());
     }
-    records.extend(run_epochs(&root, &options, threads, pytorch.is_some())?);
+    records.extend(run_epochs(&root, options, threads, pytorch.is_some())?);
     let results = RunResults {
         schema: SCHEMA_VERSION,
         unix_time,
@@ -119,13 +112,10 @@ pub fn run(args: &[String]) -> Result<()> {
         records,
     };
     let results_path = out.join("results.json");
-    fs::write(
-        &results_path,
-        serde_json::to_string_pretty(&results)? + "\n",
-    )
-    .with_context(|| format!("writing {}", results_path.display()))?;
+    let json = serde_json::to_string_pretty(&results)? + "\n";
+    dl_io::write_atomically(&results_path, json.as_bytes())?;
 
-    let history_path = history_path(&root, &options);
+    let history_path = history_path(&root, options);
     history::append(&history_path, &results)
         .with_context(|| format!("appending to {}", history_path.display()))?;
     let (runs, skipped) = history::read(&history_path)
@@ -137,10 +127,10 @@ pub fn run(args: &[String]) -> Result<()> {
         );
     }
     let html_path = out.join("dashboard.html");
-    fs::write(&html_path, dashboard::render_html(&results, &runs))
-        .with_context(|| format!("writing {}", html_path.display()))?;
+    let html = dashboard::render_html(&results, &runs);
+    dl_io::write_atomically(&html_path, html.as_bytes())?;
     let table = report::markdown_table(&results);
-    fs::write(out.join("table.md"), &table)?;
+    dl_io::write_atomically(&out.join("table.md"), table.as_bytes())?;
     if options.update_docs {
         let m = &results.machine;
         let context = format!(
@@ -175,7 +165,7 @@ pub fn run(args: &[String]) -> Result<()> {
 /// published in the committed `benches/history.jsonl`; quick runs and partial ones (`--filter`,
 /// `--no-pytorch`, made while working on one case) stay under `target/bench`, so they neither
 /// dirty the work tree nor mix partial points into the published curves.
-fn history_path(root: &Path, options: &Options) -> PathBuf {
+fn history_path(root: &Path, options: &BenchArgs) -> PathBuf {
     let out = root.join("target/bench");
     if options.quick {
         out.join("history-quick.jsonl")
@@ -189,7 +179,7 @@ fn history_path(root: &Path, options: &Options) -> PathBuf {
 /// Build and run the Rust runner in release mode, with the CPU backends' thread pools sized.
 fn run_rust_side(
     root: &Path,
-    options: &Options,
+    options: &BenchArgs,
     threads: usize,
     plan: &Path,
     out: &Path,
@@ -234,7 +224,7 @@ fn run_rust_side(
 /// the same epochs in PyTorch when its side ran.
 fn run_epochs(
     root: &Path,
-    options: &Options,
+    options: &BenchArgs,
     threads: usize,
     with_pytorch: bool,
 ) -> Result<Vec<Record>> {
@@ -292,7 +282,7 @@ fn run_epochs(
 /// not installed yet.
 fn run_pytorch_side(
     root: &Path,
-    options: &Options,
+    options: &BenchArgs,
     plan: &Path,
     out: &Path,
 ) -> Result<Option<SideResults>> {
@@ -350,7 +340,7 @@ fn update_docs(path: &PathBuf, table: &str) -> Result<()> {
         );
     };
     let updated = format!("{}{TABLE_START}\n{table}{}", &text[..start], &text[end..]);
-    fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
+    Ok(dl_io::write_atomically(path, updated.as_bytes())?)
 }
 
 fn load_average() -> f64 {
@@ -383,9 +373,49 @@ fn os_name() -> String {
 mod tests {
     use super::*;
 
-    fn options(args: &[&str]) -> Options {
-        let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
-        parse(&args).expect("valid options")
+    fn options(args: &[&str]) -> BenchArgs {
+        crate::parse_args(args).expect("valid options")
+    }
+
+    #[test]
+    fn flags_keep_their_names_and_defaults() {
+        let o = options(&[]);
+        assert!(!o.quick && !o.no_pytorch && !o.update_docs);
+        assert_eq!((o.backends, o.features, o.threads), (None, None, None));
+        assert!(o.filters.is_empty());
+        let o = options(&[
+            "--quick",
+            "--no-pytorch",
+            "--update-docs",
+            "--backends",
+            "flex,tch",
+            "--features",
+            "tch",
+            "--filter",
+            "lstm",
+            "--filter",
+            "mlp/",
+            "--threads",
+            "2",
+        ]);
+        assert!(o.quick && o.no_pytorch && o.update_docs);
+        assert_eq!(o.backends.as_deref(), Some("flex,tch"));
+        assert_eq!(o.features.as_deref(), Some("tch"));
+        assert_eq!(o.filters, ["lstm", "mlp/"]);
+        assert_eq!(o.threads.map(NonZeroUsize::get), Some(2));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["--threads", "0"][..],
+            &["--threads", "two"],
+            &["--filter"],
+        ] {
+            let err = crate::parse_args::<BenchArgs>(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+            assert!(err.to_string().contains("--"), "{err}");
+        }
     }
 
     #[test]

@@ -16,10 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::args::flag_values;
 use crate::python::workspace_root;
-
-const USAGE: &str = "cargo xtask data --co2 [--out FILE] [--wheel PATH]";
 
 /// The statsmodels release the csv comes from.
 const VERSION: &str = "0.14.5";
@@ -32,20 +29,11 @@ const MEMBER: &str = "statsmodels/datasets/co2/co2.csv";
 /// sha256 of the csv (the committed `fixtures/co2/co2.csv`).
 const CSV_SHA256: &str = "16695fa2786e53414e5a6b54767a3fdf5de99cfbc68617f69d1362d92776a92f";
 
-/// Entry point of `cargo xtask data --co2 [--out FILE] [--wheel PATH]`.
-pub fn run(args: &[String]) -> Result<()> {
+/// Entry point of `cargo xtask data --co2 [--out FILE] [--wheel PATH]` (its options are parsed
+/// with the other `data` options, `data.rs`).
+pub fn run(out: Option<PathBuf>, wheel: Option<PathBuf>) -> Result<()> {
     let root = workspace_root();
-    let mut out = root.join("fixtures/co2/co2.csv");
-    let mut wheel: Option<PathBuf> = None;
-    for (flag, value) in flag_values(args, USAGE)? {
-        match flag {
-            "--out" => out = PathBuf::from(value),
-            "--wheel" => wheel = Some(PathBuf::from(value)),
-            other => bail!(
-                "unknown option `{other}` of `cargo xtask data --co2` (expected --out, --wheel)"
-            ),
-        }
-    }
+    let out = out.unwrap_or_else(|| root.join("fixtures/co2/co2.csv"));
     let wheel = match wheel {
         Some(path) => path,
         None => pip_download(&root.join("target/co2-download"))?,

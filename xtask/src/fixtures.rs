@@ -52,11 +52,40 @@ pub fn run_all(only: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let only = match args {
-        [] => None,
-        [flag, name] if flag == "--only" => Some(name.as_str()),
-        _ => bail!("usage: cargo xtask fixtures [--only NAME]"),
-    };
-    run_all(only)
+/// Options of `cargo xtask fixtures`.
+#[derive(Debug, clap::Args)]
+pub struct FixturesArgs {
+    /// Run only this generator (fixtures/gen/NAME.py).
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(GENERATORS))]
+    only: Option<String>,
+}
+
+pub fn run(args: &FixturesArgs) -> Result<()> {
+    run_all(args.only.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_a_generator() {
+        let parse = crate::parse_args::<FixturesArgs>;
+        assert_eq!(parse(&[]).unwrap().only, None);
+        assert_eq!(
+            parse(&["--only", "pt_files"]).unwrap().only.as_deref(),
+            Some("pt_files")
+        );
+        let err = parse(&["--only", "model"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(
+            err.to_string().contains("onnx_codegen"),
+            "lists the names: {err}"
+        );
+        // Every generator the option offers exists.
+        for name in GENERATORS {
+            let script = workspace_root().join(format!("fixtures/gen/{name}.py"));
+            assert!(script.is_file(), "{}", script.display());
+        }
+    }
 }

@@ -26,14 +26,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::args::flag_values;
 use crate::libtorch::CPU_LIBRARIES;
 use crate::python::{pip, run, workspace_root};
-
-pub const USAGE: &str = "cargo xtask gpu-bundle [--torch VERSION] [--features LIST] [--out DIR]
-  Builds xtask (release, --features tch,wgpu by default) against the CUDA libraries of the
-  torch==VERSION wheel (default 2.11.0, the version on the lent GPU machine) and puts it with a
-  BUNDLE file into DIR (default target/gpu-bundle). Run it there with scripts/gpu-parity.sh.";
 
 /// The PyTorch version of the lent GPU machine.
 const DEFAULT_TORCH: &str = "2.11.0";
@@ -76,50 +70,56 @@ if missing:
     sys.exit(f"{wheel} has no torch/lib/{', torch/lib/'.join(missing)}")
 "#;
 
-/// What `gpu-bundle` was asked to do.
-#[derive(Debug, PartialEq)]
-struct Options {
+/// Options of `cargo xtask gpu-bundle`.
+#[derive(Debug, PartialEq, clap::Args)]
+#[command(
+    after_help = "Builds xtask (release) against the CUDA libraries of the torch==VERSION wheel \
+                  and puts it with a BUNDLE file into DIR. Run it on the GPU machine with \
+                  scripts/gpu-parity.sh."
+)]
+pub struct GpuBundleArgs {
+    /// The PyTorch version of the GPU machine, plain (e.g. 2.11.0, the lent machine's).
+    #[arg(long, value_name = "VERSION", default_value = DEFAULT_TORCH, value_parser = plain_version)]
     torch: String,
+    /// Cargo features of the bundled xtask, comma-separated; must include tch.
+    #[arg(long, value_name = "LIST", default_value = "tch,wgpu", value_parser = features_with_tch)]
     features: String,
-    out: PathBuf,
+    /// Where xtask.gz and BUNDLE go (default: target/gpu-bundle).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
-fn parse(all_args: &[String]) -> Result<Options> {
-    let mut options = Options {
-        torch: DEFAULT_TORCH.into(),
-        features: "tch,wgpu".into(),
-        out: workspace_root().join("target/gpu-bundle"),
-    };
-    for (flag, value) in flag_values(all_args, USAGE)? {
-        match flag {
-            "--torch" => options.torch = value.to_string(),
-            "--features" => options.features = value.to_string(),
-            "--out" => options.out = PathBuf::from(value),
-            other => bail!("unknown option {other}\n\n{USAGE}"),
-        }
+/// A plain PyTorch version (`2.11.0`, not `2.11.0+cu130`): the bundle's wheel and the
+/// script's check both use it.
+fn plain_version(v: &str) -> Result<String, String> {
+    let plain = !v.is_empty()
+        && v.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !plain {
+        return Err(format!(
+            "expected a plain PyTorch version such as {DEFAULT_TORCH}"
+        ));
     }
-    let plain_version = |v: &str| {
-        !v.is_empty()
-            && v.split('.')
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    };
-    if !plain_version(&options.torch) {
-        bail!(
-            "--torch {}: expected a plain PyTorch version such as {DEFAULT_TORCH}",
-            options.torch
-        );
-    }
-    if !options.features.split(',').any(|f| f.trim() == "tch") {
-        bail!(
-            "--features {}: the bundle is for LibTorch with CUDA, so it needs `tch`",
-            options.features
-        );
-    }
-    Ok(options)
+    Ok(v.to_string())
 }
 
-pub fn run_command(all_args: &[String]) -> Result<()> {
-    let options = parse(all_args)?;
+fn features_with_tch(list: &str) -> Result<String, String> {
+    if !list.split(',').any(|f| f.trim() == "tch") {
+        return Err("the bundle is for LibTorch with CUDA, so it needs `tch`".into());
+    }
+    Ok(list.to_string())
+}
+
+impl GpuBundleArgs {
+    fn out(&self) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("target/gpu-bundle"))
+    }
+}
+
+pub fn run_command(options: &GpuBundleArgs) -> Result<()> {
+    let out = options.out();
     let root = workspace_root();
     let wheel = download_wheel(&root.join(".whl"), &options.torch)?;
     let libtorch = root.join(format!("target/libtorch-{}-cuda", options.torch));
@@ -146,16 +146,15 @@ pub fn run_command(all_args: &[String]) -> Result<()> {
     let needed = needed_libraries(&binary)?;
     check_links_cuda(&binary, &needed)?;
 
-    std::fs::create_dir_all(&options.out)
-        .with_context(|| format!("creating {}", options.out.display()))?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let glibc = max_glibc(&readelf(&["-V"], &binary)?)
         .context("readelf -V names no GLIBC_ version the binary needs")?;
-    let bundled = options.out.join("xtask.gz");
+    let bundled = out.join("xtask.gz");
     let bytes = std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
     let compressed = gzip(&bytes)?;
     dl_io::write_atomically(&bundled, &compressed)?;
-    let manifest = bundle_manifest(&options, &crate::git::commit(&root), &glibc);
-    dl_io::write_atomically(&options.out.join("BUNDLE"), manifest.as_bytes())?;
+    let manifest = bundle_manifest(options, &crate::git::commit(&root), &glibc);
+    dl_io::write_atomically(&out.join("BUNDLE"), manifest.as_bytes())?;
     println!(
         "{} ({:.1} MB, {:.1} MB unpacked) needs {}\n{}\
          run it on the GPU machine with: bash scripts/gpu-parity.sh {}",
@@ -164,11 +163,7 @@ pub fn run_command(all_args: &[String]) -> Result<()> {
         bytes.len() as f64 / 1e6,
         needed.join(", "),
         manifest,
-        options
-            .out
-            .strip_prefix(&root)
-            .unwrap_or(&options.out)
-            .display(),
+        out.strip_prefix(&root).unwrap_or(&out).display(),
     );
     Ok(())
 }
@@ -337,7 +332,7 @@ fn parse_needed(readelf: &str) -> Vec<String> {
 }
 
 /// The `BUNDLE` file: `key=value` lines that scripts/gpu-parity.sh reads.
-fn bundle_manifest(options: &Options, commit: &str, glibc: &str) -> String {
+fn bundle_manifest(options: &GpuBundleArgs, commit: &str, glibc: &str) -> String {
     format!(
         "torch={}\nglibc={glibc}\nfeatures={}\ncommit={commit}\n",
         options.torch, options.features
@@ -354,38 +349,45 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::strings as args;
+
+    fn parse(args: &[&str]) -> Result<GpuBundleArgs, clap::Error> {
+        crate::parse_args(args)
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
 
     #[test]
     fn defaults_target_the_lent_machine() {
         let options = parse(&[]).unwrap();
         assert_eq!(options.torch, "2.11.0");
         assert_eq!(options.features, "tch,wgpu");
-        assert!(options.out.ends_with("target/gpu-bundle"));
+        assert!(options.out().ends_with("target/gpu-bundle"));
     }
 
     #[test]
     fn bad_options_are_named() {
-        let err = parse(&args(&["--torch", "2.11.0+cu130"])).unwrap_err();
+        let err = parse(&["--torch", "2.11.0+cu130"]).unwrap_err();
         assert!(err.to_string().contains("plain PyTorch version"), "{err}");
-        let err = parse(&args(&["--features", "wgpu"])).unwrap_err();
+        let err = parse(&["--features", "wgpu"]).unwrap_err();
         assert!(err.to_string().contains("needs `tch`"), "{err}");
-        let err = parse(&args(&["--torch"])).unwrap_err();
-        assert!(err.to_string().contains("--torch needs a value"), "{err}");
-        let options = parse(&args(&[
-            "--torch",
-            "2.9.0",
-            "--features",
-            "tch",
-            "--out",
-            "/b",
-        ]));
+        let err = parse(&["--torch"]).unwrap_err();
+        assert!(err.to_string().contains("--torch <VERSION>"), "{err}");
+        for err in [
+            parse(&["--torch", ""]).unwrap_err(),
+            parse(&["--torch", "2..0"]).unwrap_err(),
+            parse(&["--torch"]).unwrap_err(),
+        ] {
+            assert_eq!(err.exit_code(), 2, "{err}");
+        }
+        let options = parse(&["--torch", "2.9.0", "--features", "tch", "--out", "/b"]);
         assert_eq!(
             options.unwrap(),
-            Options {
+            GpuBundleArgs {
                 torch: "2.9.0".into(),
                 features: "tch".into(),
-                out: "/b".into()
+                out: Some("/b".into())
             }
         );
     }
@@ -435,14 +437,14 @@ mod tests {
 
     #[test]
     fn a_binary_without_the_cuda_libraries_is_refused() {
-        let needed = args(&["libtorch_cpu.so", "libtorch_cuda.so", "libc.so.6"]);
+        let needed = strings(&["libtorch_cpu.so", "libtorch_cuda.so", "libc.so.6"]);
         let err = check_links_cuda(Path::new("xtask"), &needed).unwrap_err();
         assert!(
             err.to_string()
                 .contains("xtask does not need [\"libc10_cuda.so\"]"),
             "{err}"
         );
-        let needed = args(&["libc10_cuda.so", "libtorch_cuda.so"]);
+        let needed = strings(&["libc10_cuda.so", "libtorch_cuda.so"]);
         assert!(check_links_cuda(Path::new("xtask"), &needed).is_ok());
     }
 

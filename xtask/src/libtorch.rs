@@ -17,6 +17,7 @@
 //! `cargo xtask parity --backend tch` calls [`ensure`] and then reruns itself with
 //! `--features tch` in that environment (see [`rerun_with_tch`]).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -68,17 +69,21 @@ impl Libtorch {
     }
 }
 
-pub const USAGE: &str = "cargo xtask libtorch [--print-env]
-  Installs torch==2.9.0 (no dependencies) into .venv-libtorch and makes target/libtorch,
-  then prints the environment for building with `--features tch`. Idempotent.
-  With --print-env it prints only `export NAME=value` lines, for `eval \"$(cargo xtask libtorch --print-env)\"`.";
+/// Options of `cargo xtask libtorch`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Installs torch==2.9.0 (no dependencies) into .venv-libtorch and makes \
+                  target/libtorch, then prints the environment for building with `--features \
+                  tch`. Idempotent."
+)]
+pub struct LibtorchArgs {
+    /// Print only `export NAME=value` lines, for `eval "$(cargo xtask libtorch --print-env)"`.
+    #[arg(long)]
+    print_env: bool,
+}
 
-pub fn run_command(args: &[String]) -> Result<()> {
-    let print_env = match args {
-        [] => false,
-        [flag] if flag == "--print-env" => true,
-        _ => bail!("unexpected arguments {args:?}\n\n{USAGE}"),
-    };
+pub fn run_command(args: &LibtorchArgs) -> Result<()> {
+    let print_env = args.print_env;
     let libtorch = ensure(!print_env)?;
     if !print_env {
         println!("LibTorch {TORCH_VERSION} (CPU) is ready. Build and run with:");
@@ -229,7 +234,7 @@ fn link(target: &Path, link: &Path) -> Result<()> {
 /// Rerun `cargo xtask <command> <args>` with `--features tch` in LibTorch's environment,
 /// building into `target/tch` so that the default build's files are kept. Returns `None`
 /// when this process already is such a rerun (the caller then reports tch as skipped).
-pub fn rerun_with_tch(command: &str, args: &[String]) -> Result<Option<()>> {
+pub fn rerun_with_tch(command: &str, args: &[OsString]) -> Result<Option<()>> {
     if std::env::var_os(RERUN_GUARD).is_some() {
         return Ok(None);
     }
@@ -265,6 +270,18 @@ fn shell_quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn print_env_is_the_only_option() {
+        assert!(!crate::parse_args::<LibtorchArgs>(&[]).unwrap().print_env);
+        assert!(
+            crate::parse_args::<LibtorchArgs>(&["--print-env"])
+                .unwrap()
+                .print_env
+        );
+        let err = crate::parse_args::<LibtorchArgs>(&["--print-env", "x"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+    }
 
     #[test]
     fn shell_quoting_survives_quotes_and_spaces() {

@@ -28,10 +28,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// `cargo xtask venv`: make sure `.venv` holds the pinned packages and print its interpreter
 /// (CI runs this before the tests, so that the PyTorch-side checks run instead of failing).
-pub fn run_command(args: &[String]) -> Result<()> {
-    if !args.is_empty() {
-        bail!("`cargo xtask venv` takes no arguments, got {args:?}");
-    }
+pub fn run_command() -> Result<()> {
     let python = ensure_venv()?;
     println!("{}", python.display());
     Ok(())

@@ -15,6 +15,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use dl_bench::report::format_ms;
 use dl_bench::schema::SCHEMA_VERSION;
 use dl_bench::{Mode, Plan, Record, SideResults, measure, prepare};
@@ -27,48 +28,51 @@ use dl_core::BackendKind;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Times every case of the benchmark plan on every compiled backend; writes the plan and the
+/// results as JSON (the Rust side of `cargo xtask bench`).
+#[derive(Debug, Parser)]
+#[command(name = "dl-bench")]
 struct Options {
-    mode: Mode,
-    backends: Vec<BackendKind>,
+    /// Small batches and sequences, 1 + 3 iterations (the CI smoke run).
+    #[arg(long)]
+    quick: bool,
+    /// Backends, comma-separated, or `all` (default: every compiled one but tch-cuda, which
+    /// needs a GPU and runs only when named).
+    #[arg(long, value_name = "LIST", value_parser = backend_list)]
+    backends: Option<std::vec::Vec<BackendKind>>,
+    /// Only the cases whose id contains TEXT (repeatable).
+    #[arg(long = "filter", value_name = "TEXT")]
     filters: Vec<String>,
+    /// Write the plan (cases, sizes, counts) here as JSON, for the PyTorch side.
+    #[arg(long, value_name = "FILE")]
     plan: Option<PathBuf>,
+    /// Write the results here as JSON (default: standard output).
+    #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// `cargo bench` passes `--bench` to every target; this binary is not one of them.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-fn parse_options() -> Result<Options, String> {
-    let mut options = Options {
-        mode: Mode::Full,
-        // LibTorch on CUDA needs a GPU; it runs only when asked for by name.
-        backends: BackendKind::compiled()
-            .into_iter()
-            .filter(|k| *k != BackendKind::TchCuda)
-            .collect(),
-        filters: Vec::new(),
-        plan: None,
-        out: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--quick" {
-            options.mode = Mode::Quick;
-            continue;
-        }
-        // `cargo bench` passes `--bench` to every target; this binary is not one of them.
-        if flag == "--bench" {
-            continue;
-        }
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--backends" => {
-                options.backends = BackendKind::parse_list(&value).map_err(|e| e.to_string())?;
-            }
-            "--filter" => options.filters.push(value),
-            "--plan" => options.plan = Some(value.into()),
-            "--out" => options.out = Some(value.into()),
-            other => return Err(format!("unknown option {other}")),
-        }
+// `std::vec::Vec` above: clap takes a plain `Vec<T>` for a repeatable option of single values;
+// this parses one comma-separated list into the whole vector.
+fn backend_list(list: &str) -> Result<Vec<BackendKind>, String> {
+    BackendKind::parse_list(list).map_err(|e| e.to_string())
+}
+
+impl Options {
+    fn mode(&self) -> Mode {
+        if self.quick { Mode::Quick } else { Mode::Full }
     }
-    Ok(options)
+
+    fn backends(&self) -> Vec<BackendKind> {
+        self.backends.clone().unwrap_or_else(|| {
+            BackendKind::compiled()
+                .into_iter()
+                .filter(|k| *k != BackendKind::TchCuda)
+                .collect()
+        })
+    }
 }
 
 /// The intra-op thread count the CPU backends will use.
@@ -108,17 +112,17 @@ fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), Strin
     std::fs::write(path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn run() -> Result<(), String> {
-    let options = parse_options()?;
-    let plan = Plan::new(options.mode, threads()).filtered(&options.filters);
+fn run(options: &Options) -> Result<(), String> {
+    let backends = options.backends();
+    let plan = Plan::new(options.mode(), threads()).filtered(&options.filters);
     let omp = std::env::var("OMP_NUM_THREADS").ok();
-    check_libtorch_threads(&options.backends, plan.threads, omp.as_deref())?;
+    check_libtorch_threads(&backends, plan.threads, omp.as_deref())?;
     if let Some(path) = &options.plan {
         write_json(path, &plan)?;
     }
     let mut records = Vec::new();
     for case in &plan.cases {
-        for &backend in &options.backends {
+        for &backend in &backends {
             let mut iteration =
                 prepare(case, backend).map_err(|e| format!("{} on {backend}: {e}", case.id))?;
             let samples = measure(&mut iteration, plan.warmup, plan.repetitions)
@@ -153,7 +157,9 @@ fn run() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    // Usage errors and --help exit here, with clap's message and status (2 for an error).
+    let options = Options::parse();
+    match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dl-bench: {e}");
@@ -164,7 +170,76 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
     use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("dl-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Options::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_full_mode_and_every_compiled_backend_but_tch_cuda() {
+        let options = parse(&[]).unwrap();
+        assert_eq!(options.mode(), Mode::Full);
+        let expected: Vec<BackendKind> = BackendKind::compiled()
+            .into_iter()
+            .filter(|k| *k != BackendKind::TchCuda)
+            .collect();
+        assert_eq!(options.backends(), expected);
+        assert!(options.filters.is_empty() && options.plan.is_none() && options.out.is_none());
+    }
+
+    #[test]
+    fn the_flags_xtask_passes_are_read_and_cargo_bench_s_is_ignored() {
+        let options = parse(&[
+            "--quick",
+            "--backends",
+            "flex,tch-cuda",
+            "--filter",
+            "mlp/",
+            "--bench",
+            "--filter",
+            "lstm",
+            "--plan",
+            "p.json",
+            "--out",
+            "o.json",
+        ])
+        .unwrap();
+        assert_eq!(options.mode(), Mode::Quick);
+        assert_eq!(
+            options.backends(),
+            [BackendKind::Flex, BackendKind::TchCuda]
+        );
+        assert_eq!(options.filters, ["mlp/", "lstm"]);
+        assert_eq!(options.plan, Some(PathBuf::from("p.json")));
+        assert_eq!(options.out, Some(PathBuf::from("o.json")));
+        assert!(parse(&["--bench"]).is_ok());
+    }
+
+    #[test]
+    fn unknown_flags_and_bad_values_are_usage_errors() {
+        for (args, kind) in [
+            (&["--fast"][..], ErrorKind::UnknownArgument),
+            (&["--backends", "flex,tpu"], ErrorKind::ValueValidation),
+            (&["--out"], ErrorKind::InvalidValue),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), kind, "{args:?}: {err}");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        let help = parse(&["--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        assert!(help.to_string().contains("--filter <TEXT>"), "{help}");
+        assert!(!help.to_string().contains("--bench"), "{help}");
+    }
 
     #[test]
     fn libtorch_must_use_the_run_s_thread_count() {

@@ -5,10 +5,16 @@
 //! records. The pickle uses only what PyTorch's `weights_only=True` loader (its default since
 //! 2.6) allows: `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2` and
 //! `torch.FloatStorage`.
+//!
+//! The zip container comes from the `zip` crate; the pickle is written here by hand because
+//! no maintained crate writes the protocol-2 subset `weights_only=True` accepts.
 
+use std::io::{Cursor, Write};
 use std::path::Path;
 
 use burn::tensor::TensorData;
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, System, ZIP64_BYTES_THR, ZipWriter};
 
 use crate::error::{Error, Result};
 use crate::state_dict::StateDict;
@@ -18,8 +24,8 @@ use crate::write::{f32_values, write_atomically};
 const ARCHIVE: &str = "archive";
 
 /// PyTorch aligns each storage record to 64 bytes (so that `torch.load(mmap=True)` can map
-/// it); we do the same with a padding extra field, as PyTorch's writer does.
-const ALIGNMENT: usize = 64;
+/// it); we do the same, with the zip crate's padding extra field in the local header.
+const ALIGNMENT: u16 = 64;
 
 impl StateDict {
     /// The state dict as the bytes of a PyTorch checkpoint (`torch.save` zip format); every
@@ -61,7 +67,8 @@ impl StateDict {
 
     fn serialize_pytorch(&self, destination: &str) -> Result<Vec<u8>> {
         let mut pickle = Pickle::new();
-        let mut storages = Vec::with_capacity(self.tensors.len());
+        // Each tensor's storage as little-endian f32 bytes, record `archive/data/<index>`.
+        let mut storages: Vec<Vec<u8>> = Vec::with_capacity(self.tensors.len());
         pickle.global("collections", "OrderedDict");
         pickle.op(EMPTY_TUPLE);
         pickle.op(REDUCE);
@@ -74,29 +81,54 @@ impl StateDict {
             })?;
             pickle.string(key);
             pickle.tensor(storages.len(), data, values.len());
-            storages.push(values);
+            storages.push(values.iter().flat_map(|v| v.to_le_bytes()).collect());
         }
         pickle.op(SETITEMS);
         pickle.op(STOP);
 
-        let mut zip = ZipWriter::default();
-        let too_large = |what: &str| Error::Pytorch {
+        // The records in the order `torch.save` writes them.
+        let storage_records = storages
+            .iter()
+            .enumerate()
+            .map(|(index, bytes)| (format!("{ARCHIVE}/data/{index}"), bytes.as_slice()));
+        let records = [
+            (format!("{ARCHIVE}/data.pkl"), pickle.bytes.as_slice()),
+            (format!("{ARCHIVE}/byteorder"), b"little".as_slice()),
+        ]
+        .into_iter()
+        .chain(storage_records)
+        .chain([(format!("{ARCHIVE}/version"), b"3\n".as_slice())]);
+        zip_archive(records).map_err(|e| Error::Pytorch {
             path: destination.to_string(),
-            reason: format!("{what} is over 4 GiB, which this writer (no zip64) cannot store"),
-        };
-        zip.add(&format!("{ARCHIVE}/data.pkl"), &pickle.bytes)
-            .map_err(|()| too_large("the pickle"))?;
-        zip.add(&format!("{ARCHIVE}/byteorder"), b"little")
-            .map_err(|()| too_large("a record"))?;
-        for (index, values) in storages.iter().enumerate() {
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            zip.add(&format!("{ARCHIVE}/data/{index}"), &bytes)
-                .map_err(|()| too_large(&format!("tensor storage {index}")))?;
-        }
-        zip.add(&format!("{ARCHIVE}/version"), b"3\n")
-            .map_err(|()| too_large("a record"))?;
-        zip.finish().map_err(|()| too_large("the archive"))
+            reason: format!("writing the zip archive: {e}"),
+        })
     }
+}
+
+/// The options of one record of `len` bytes: stored, aligned to [`ALIGNMENT`], with fixed
+/// metadata (timestamp 1980-01-01 00:00, Unix, mode 0644) so that equal state dicts give equal
+/// files whatever the machine or the zip crate's features; zip64 sizes for a record of 4 GiB or
+/// more (the archive's own zip64 records the crate adds when offsets need them).
+fn record_options(len: u64) -> SimpleFileOptions {
+    SimpleFileOptions::DEFAULT
+        .compression_method(CompressionMethod::Stored)
+        .last_modified_time(DateTime::DEFAULT)
+        .system(System::Unix)
+        .unix_permissions(0o644)
+        .with_alignment(ALIGNMENT)
+        .large_file(len >= ZIP64_BYTES_THR)
+}
+
+/// A zip archive of `records` (name, bytes), in order, each as [`record_options`] says.
+fn zip_archive<'a>(
+    records: impl IntoIterator<Item = (String, &'a [u8])>,
+) -> zip::result::ZipResult<Vec<u8>> {
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, bytes) in records {
+        zip.start_file(name, record_options(bytes.len() as u64))?;
+        zip.write_all(bytes)?;
+    }
+    Ok(zip.finish()?.into_inner())
 }
 
 // Pickle opcodes (protocol 2), as named in CPython's `pickle.py`.
@@ -207,98 +239,6 @@ impl Pickle {
     }
 }
 
-/// A minimal zip writer: stored (uncompressed) entries, data aligned to [`ALIGNMENT`], no
-/// zip64 (every size and offset must fit in 32 bits, which `add` and `finish` check).
-#[derive(Default)]
-struct ZipWriter {
-    out: Vec<u8>,
-    central: Vec<u8>,
-    entries: u16,
-}
-
-/// DOS date 1980-01-01, time 00:00: fixed, so that equal state dicts give equal files.
-const DOS_DATE: u16 = (1 << 5) | 1;
-/// The extra-field id PyTorch's writer pads with ("FB").
-const PADDING_ID: u16 = 0x4246;
-
-impl ZipWriter {
-    fn add(&mut self, name: &str, data: &[u8]) -> std::result::Result<(), ()> {
-        let offset = u32::try_from(self.out.len()).map_err(|_| ())?;
-        let size = u32::try_from(data.len()).map_err(|_| ())?;
-        let entries = self.entries.checked_add(1).ok_or(())?;
-        let crc = crc32(data);
-        // Pad the local header's extra field so that the data starts on the alignment.
-        let header_end = self.out.len() + 30 + name.len() + 4;
-        let padding = (ALIGNMENT - header_end % ALIGNMENT) % ALIGNMENT;
-        let extra_len = 4 + padding;
-
-        let local = &mut self.out;
-        local.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        put_common(local, crc, size, name.len(), extra_len);
-        local.extend_from_slice(name.as_bytes());
-        local.extend_from_slice(&PADDING_ID.to_le_bytes());
-        local.extend_from_slice(&(padding as u16).to_le_bytes());
-        local.resize(local.len() + padding, 0);
-        local.extend_from_slice(data);
-
-        let central = &mut self.central;
-        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-        central.extend_from_slice(&20u16.to_le_bytes()); // version made by
-        put_common(central, crc, size, name.len(), 0);
-        central.extend_from_slice(&0u16.to_le_bytes()); // comment length
-        central.extend_from_slice(&0u16.to_le_bytes()); // disk number
-        central.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
-        central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
-        central.extend_from_slice(&offset.to_le_bytes());
-        central.extend_from_slice(name.as_bytes());
-        self.entries = entries;
-        Ok(())
-    }
-
-    fn finish(mut self) -> std::result::Result<Vec<u8>, ()> {
-        let offset = u32::try_from(self.out.len()).map_err(|_| ())?;
-        let size = u32::try_from(self.central.len()).map_err(|_| ())?;
-        u32::try_from(self.out.len() + self.central.len() + 22).map_err(|_| ())?;
-        self.out.extend_from_slice(&self.central);
-        self.out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-        self.out.extend_from_slice(&0u16.to_le_bytes()); // this disk
-        self.out.extend_from_slice(&0u16.to_le_bytes()); // disk with the directory
-        self.out.extend_from_slice(&self.entries.to_le_bytes());
-        self.out.extend_from_slice(&self.entries.to_le_bytes());
-        self.out.extend_from_slice(&size.to_le_bytes());
-        self.out.extend_from_slice(&offset.to_le_bytes());
-        self.out.extend_from_slice(&0u16.to_le_bytes()); // comment length
-        Ok(self.out)
-    }
-}
-
-/// The fields a local header and a central-directory entry share, from "version needed".
-fn put_common(out: &mut Vec<u8>, crc: u32, size: u32, name_len: usize, extra_len: usize) {
-    out.extend_from_slice(&20u16.to_le_bytes()); // version needed: 2.0
-    out.extend_from_slice(&0u16.to_le_bytes()); // flags
-    out.extend_from_slice(&0u16.to_le_bytes()); // method: stored
-    out.extend_from_slice(&0u16.to_le_bytes()); // time
-    out.extend_from_slice(&DOS_DATE.to_le_bytes());
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&size.to_le_bytes()); // compressed size
-    out.extend_from_slice(&size.to_le_bytes()); // uncompressed size
-    out.extend_from_slice(&(name_len as u16).to_le_bytes());
-    out.extend_from_slice(&(extra_len as u16).to_le_bytes());
-}
-
-/// CRC-32 (IEEE 802.3, reflected, as zip uses).
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -308,12 +248,6 @@ mod tests {
 
     fn temp_path(name: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("dl-io-pt-write-{}-{name}", std::process::id()))
-    }
-
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
     }
 
     #[test]
@@ -357,11 +291,76 @@ mod tests {
         let mut other = build();
         other.insert("bb", TensorData::new(vec![3.0f32; 3], [3]));
         assert_ne!(bytes, other.to_pytorch_bytes().unwrap());
-        // The first record's data (the pickle) and each storage start on 64 bytes.
+        // Each storage starts on 64 bytes: found by its values in the raw bytes.
         for needle in [&1.0f32.to_le_bytes()[..], &2.0f32.to_le_bytes()[..]] {
             let at = bytes.windows(4).position(|w| w == needle).unwrap();
-            assert_eq!(at % ALIGNMENT, 0);
+            assert_eq!(at % usize::from(ALIGNMENT), 0);
         }
+    }
+
+    #[test]
+    fn records_are_stored_aligned_in_torch_save_order_with_a_fixed_date() {
+        let mut state = StateDict::new("mem");
+        state.insert("a", TensorData::new(vec![1.0f32; 5], [5]));
+        state.insert("layer.weight", TensorData::new(vec![2.0f32; 6], [2, 3]));
+        let bytes = state.to_pytorch_bytes().unwrap();
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).unwrap();
+        let names: Vec<String> = (0..archive.len())
+            .map(|i| archive.by_index(i).unwrap().name().unwrap().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "archive/data.pkl",
+                "archive/byteorder",
+                "archive/data/0",
+                "archive/data/1",
+                "archive/version"
+            ]
+        );
+        for index in 0..archive.len() {
+            let record = archive.by_index(index).unwrap();
+            let name = record.name().unwrap().into_owned();
+            assert_eq!(record.compression(), CompressionMethod::Stored, "{name}");
+            let start = record.data_start().unwrap();
+            assert_eq!(start % u64::from(ALIGNMENT), 0, "{name} starts at {start}");
+            assert_eq!(record.last_modified(), Some(DateTime::DEFAULT), "{name}");
+            assert_eq!(record.unix_mode().map(|m| m & 0o777), Some(0o644), "{name}");
+        }
+        let mut storage = Vec::new();
+        std::io::Read::read_to_end(
+            &mut archive.by_name("archive/data/1").unwrap(),
+            &mut storage,
+        )
+        .unwrap();
+        assert_eq!(storage, [2.0f32.to_le_bytes(); 6].concat());
+    }
+
+    #[test]
+    fn zip64_sizes_exactly_from_the_32_bit_limit() {
+        let small = record_options(0);
+        assert_eq!(record_options(u64::from(u32::MAX) - 1), small);
+        // 0xFFFFFFFF itself is the marker that says "see the zip64 field".
+        assert_eq!(record_options(u64::from(u32::MAX)), small.large_file(true));
+        assert_eq!(record_options(5 << 30), small.large_file(true));
+        assert_ne!(small, small.large_file(true));
+    }
+
+    #[test]
+    fn a_zip64_record_reads_back() {
+        // What a storage of 4 GiB or more gets, on a small record: the zip64 layout must be
+        // one the readers accept.
+        let mut zip = ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        zip.start_file("archive/data/0", record_options(0).large_file(true))
+            .unwrap();
+        zip.write_all(&[7u8; 100]).unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).unwrap();
+        let mut record = archive.by_index(0).unwrap();
+        assert_eq!(record.data_start().unwrap() % u64::from(ALIGNMENT), 0);
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut record, &mut back).unwrap();
+        assert_eq!(back, [7u8; 100]);
     }
 
     #[test]

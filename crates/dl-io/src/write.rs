@@ -3,14 +3,15 @@
 //! and an atomic replace of the destination.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use burn::tensor::{DType, TensorData, bf16, f16};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
+use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
 use crate::state_dict::StateDict;
@@ -117,24 +118,6 @@ impl StateDict {
     }
 }
 
-/// Removes the temporary file when dropped, unless it was renamed into place.
-struct TempFile {
-    path: PathBuf,
-    persisted: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            // Best effort: the error being reported is the one that got us here.
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Distinguishes temporary files of one process.
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// The folder `path` is in: `.` for a bare file name.
 fn folder_of(path: &Path) -> &Path {
     match path.parent() {
@@ -157,47 +140,31 @@ impl From<IoFailure> for Error {
     }
 }
 
-/// Create a new temporary file next to `path` (`.NAME.PID.N.tmp`), never reusing one.
-fn create_temp(path: &Path) -> std::result::Result<(File, TempFile), IoFailure> {
-    let io = |source| IoFailure {
-        path: path.display().to_string(),
-        source,
-    };
-    let Some(file_name) = path.file_name() else {
-        return Err(io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the path has no file name",
-        )));
-    };
-    let dir = folder_of(path);
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut name = std::ffi::OsString::from(".");
-        name.push(file_name);
-        name.push(format!(".{}.{n}.tmp", std::process::id()));
-        let temp = dir.join(name);
-        match OpenOptions::new().write(true).create_new(true).open(&temp) {
-            Ok(file) => {
-                return Ok((
-                    file,
-                    TempFile {
-                        path: temp,
-                        persisted: false,
-                    },
-                ));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            // Name the destination: the temporary name means nothing to the caller.
-            Err(source) => return Err(io(source)),
-        }
+/// A new temporary file beside `path`, named `.NAME.XXXXXX.tmp` (so that a leftover from a
+/// killed process is recognisable), removed when dropped unless persisted. It is created with
+/// the mode an ordinary new file gets (`0o666` less the umask), not tempfile's private
+/// `0o600`, since it becomes the destination file.
+fn temp_beside(path: &Path, file_name: &OsStr) -> std::io::Result<NamedTempFile> {
+    let mut prefix = OsString::from(".");
+    prefix.push(file_name);
+    prefix.push(".");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
+    builder.tempfile_in(folder_of(path))
 }
 
 /// Write `bytes` to `path` atomically: to a new temporary file beside it
-/// (`.NAME.PID.N.tmp`), flushed to disk (`fsync`), renamed over `path`, and the folder
-/// synced (best effort: the file is complete and in place by then). A reader sees the old
-/// file or the new one, never a part; on any error the temporary file is removed and an
-/// existing `path` is left as it was. Every file dl-io writes goes through this.
+/// (`.NAME.XXXXXX.tmp`, made by `tempfile`), flushed to disk (`fsync`), renamed over `path`,
+/// and the folder synced so that the rename itself survives a crash (best effort: the file is
+/// complete and in place by then). A reader sees the old file or the new one, never a part; on
+/// any error the temporary file is removed, an existing `path` is left as it was, and the error
+/// names `path`. Every file that dl-io, the `dl` program and `cargo xtask` write goes through
+/// this.
 ///
 /// ```
 /// let path = std::env::temp_dir().join(format!("dl-io-doc-{}.txt", std::process::id()));
@@ -212,19 +179,22 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// [`write_atomically`] with its one kind of failure, for the crate's other error types.
 pub(crate) fn write_atomically_io(path: &Path, bytes: &[u8]) -> std::result::Result<(), IoFailure> {
-    let (mut file, mut temp) = create_temp(path)?;
-    let at_temp = |source| IoFailure {
-        path: temp.path.display().to_string(),
-        source,
-    };
-    file.write_all(bytes).map_err(at_temp)?;
-    file.sync_all().map_err(at_temp)?;
-    drop(file);
-    fs::rename(&temp.path, path).map_err(|source| IoFailure {
+    // The temporary name means nothing to the caller: every failure names the destination.
+    let io = |source| IoFailure {
         path: path.display().to_string(),
         source,
-    })?;
-    temp.persisted = true;
+    };
+    let Some(file_name) = path.file_name() else {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the path has no file name",
+        )));
+    };
+    let mut temp = temp_beside(path, file_name).map_err(io)?;
+    temp.write_all(bytes).map_err(io)?;
+    temp.as_file().sync_all().map_err(io)?;
+    // On failure the `PersistError` hands the temporary file back; dropping it removes it.
+    temp.persist(path).map_err(|e| io(e.error))?;
     if let Ok(dir) = File::open(folder_of(path)) {
         let _ = dir.sync_all();
     }
@@ -234,6 +204,8 @@ pub(crate) fn write_atomically_io(path: &Path, bytes: &[u8]) -> std::result::Res
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
@@ -276,29 +248,100 @@ mod tests {
         );
     }
 
+    /// A fresh empty folder under the system's temporary folder, removed when dropped.
+    fn scratch() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
-    fn temporary_files_go_beside_the_destination() {
+    fn temporary_files_go_beside_the_destination_and_go_away() {
         assert_eq!(folder_of(Path::new("model.safetensors")), Path::new("."));
         assert_eq!(
             folder_of(Path::new("out/model.safetensors")),
             Path::new("out")
         );
-        let (file, temp) = create_temp(&std::env::temp_dir().join("dl_io_probe")).unwrap();
-        drop(file);
-        assert_eq!(temp.path.parent(), Some(std::env::temp_dir().as_path()));
+        let dir = scratch();
+        let dest = dir.path().join("probe.bin");
+        let temp = temp_beside(&dest, OsStr::new("probe.bin")).unwrap();
+        assert_eq!(temp.path().parent(), Some(dir.path()));
         let name = temp
-            .path
+            .path()
             .file_name()
             .unwrap()
             .to_string_lossy()
             .into_owned();
         assert!(
-            name.starts_with(".dl_io_probe.") && name.ends_with(".tmp"),
+            name.starts_with(".probe.bin.") && name.ends_with(".tmp"),
             "{name}"
         );
-        let path = temp.path.clone();
+        let path = temp.path().to_path_buf();
+        assert!(path.exists());
         drop(temp); // not persisted: removed
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_write_replaces_the_file_and_leaves_nothing_else() {
+        let dir = scratch();
+        let path = dir.path().join("metrics.csv");
+        fs::write(&path, b"old contents, longer than the new").unwrap();
+        write_atomically(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        write_atomically(&path, b"").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"");
+        assert_eq!(listing(dir.path()), ["metrics.csv"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_gets_the_mode_of_an_ordinary_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch();
+        let plain = dir.path().join("plain");
+        File::create(&plain).unwrap();
+        let atomic = dir.path().join("atomic");
+        write_atomically(&atomic, b"x").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // Not tempfile's owner-only 0o600: others may read what `dl` writes, as before.
+        assert_eq!(mode(&atomic), mode(&plain));
+    }
+
+    #[test]
+    fn a_failed_rename_keeps_the_destination_and_removes_the_temporary_file() {
+        let dir = scratch();
+        // A non-empty folder cannot be replaced by a file: the rename fails after the
+        // temporary file was written and synced.
+        let taken = dir.path().join("taken");
+        fs::create_dir(&taken).unwrap();
+        fs::write(taken.join("keep.txt"), b"keep").unwrap();
+        let err = write_atomically(&taken, b"new").unwrap_err();
+        match &err {
+            Error::Io { path, .. } => assert_eq!(path, &taken.display().to_string()),
+            other => panic!("expected Error::Io, got {other}"),
+        }
+        assert_eq!(listing(dir.path()), ["taken"]);
+        assert_eq!(fs::read(taken.join("keep.txt")).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn a_missing_folder_is_an_error_naming_the_destination() {
+        let dir = scratch();
+        let path = dir.path().join("no_such_dir/m.bin");
+        let err = write_atomically(&path, b"x").unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { path: p, .. } if p == &path.display().to_string()),
+            "{err}"
+        );
+        assert!(listing(dir.path()).is_empty());
     }
 
     #[test]

@@ -184,26 +184,31 @@ fn run_rust_side(
     plan: &Path,
     out: &Path,
 ) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(root)
-        .args(["run", "--quiet", "-p", "dl-bench", "--bin", "dl-bench"]);
-    // Quick runs reuse the dev build that CI's tests already made (dependencies, Burn's kernels
-    // included, are at opt-level 3 there): a second, release build of Burn would cost CI
-    // minutes for numbers that only need to exist.
-    if !options.quick {
-        command.arg("--release");
-    }
-    if let Some(features) = &options.features {
-        command.args(["--features", features]);
-        // The tch feature builds torch-sys: LibTorch at build and run time, as for
-        // `cargo xtask parity --backend tch`, in the same build folder.
-        if features.split([',', ' ']).any(|f| f.trim() == "tch") {
-            crate::libtorch::configure_tch_build(&mut command)?;
+    // Quick runs use the dev build that CI's tests already made (dependencies, Burn's kernels
+    // included, are at opt-level 3 there): a release build of Burn would cost CI minutes for
+    // numbers that only need to exist.
+    let mut command = match &options.features {
+        None => Command::new(bench_epoch::build_binaries(root, options.quick)?.join("dl-bench")),
+        Some(features) => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut command = Command::new(cargo);
+            command
+                .current_dir(root)
+                .args(["run", "--quiet", "-p", "dl-bench", "--bin", "dl-bench"])
+                .args(["--features", features]);
+            if !options.quick {
+                command.arg("--release");
+            }
+            // The tch feature builds torch-sys: LibTorch at build and run time, as for
+            // `cargo xtask parity --backend tch`, in the same build folder.
+            if features.split([',', ' ']).any(|f| f.trim() == "tch") {
+                crate::libtorch::configure_tch_build(&mut command)?;
+            }
+            command.arg("--");
+            command
         }
-    }
-    command.arg("--");
+    };
+    command.current_dir(root);
     if options.quick {
         command.arg("--quick");
     }
@@ -250,7 +255,7 @@ fn run_epochs(
     } else {
         EpochPlan::FULL
     };
-    let dl = bench_epoch::build_dl(root, options.quick)?;
+    let dl = bench_epoch::build_binaries(root, options.quick)?.join("dl");
     let python = root.join(".venv/bin/python");
     let mut records = Vec::new();
     for model in models {

@@ -158,24 +158,54 @@ fn record(model: &str, backend: &str, plan: EpochPlan, rates: &[f64]) -> Result<
         .with_context(|| format!("no timed epoch of {model} (at least 2 epochs are needed)"))
 }
 
-/// Build `dl` (release, or the dev profile in quick mode) and return its path.
-pub fn build_dl(root: &Path, quick: bool) -> Result<PathBuf> {
+/// Build `dl-bench` and `dl` (release, or the dev profile in quick mode) in one cargo call
+/// over the whole workspace and return the folder holding them.
+///
+/// `--workspace` resolves Burn's features as `cargo test --workspace` does, so CI's quick run
+/// reuses the test build instead of compiling Burn again for `-p dl-bench`'s and `-p dl-cli`'s
+/// own feature sets (two extra builds of several minutes each), and a full run builds Burn in
+/// release once for both programs.
+pub fn build_binaries(root: &Path, quick: bool) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    command
-        .current_dir(root)
-        .args(["build", "--quiet", "-p", "dl-cli", "--bin", "dl"]);
+    command.current_dir(root).args([
+        "build",
+        "--quiet",
+        "--workspace",
+        "--bin",
+        "dl-bench",
+        "--bin",
+        "dl",
+    ]);
     if !quick {
         command.arg("--release");
     }
-    crate::python::run(&mut command).context("building `dl` for the epoch benchmark")?;
+    crate::python::run(&mut command).context("building `dl-bench` and `dl`")?;
     let profile = if quick { "debug" } else { "release" };
-    Ok(root.join("target").join(profile).join("dl"))
+    Ok(target_dir(root, std::env::var_os("CARGO_TARGET_DIR")).join(profile))
+}
+
+/// Cargo's build folder: `CARGO_TARGET_DIR` (relative to the workspace root when relative),
+/// else `target` in the workspace root.
+fn target_dir(root: &Path, configured: Option<std::ffi::OsString>) -> PathBuf {
+    match configured {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_build_folder_follows_cargo_target_dir() {
+        let root = Path::new("/repo");
+        assert_eq!(target_dir(root, None), Path::new("/repo/target"));
+        assert_eq!(target_dir(root, Some("".into())), Path::new("/repo/target"));
+        assert_eq!(target_dir(root, Some("out".into())), Path::new("/repo/out"));
+        assert_eq!(target_dir(root, Some("/tmp/t".into())), Path::new("/tmp/t"));
+    }
 
     #[test]
     fn epochs_are_read_from_either_metrics_layout() {

@@ -9,6 +9,9 @@
 //! |---|---|---|---|
 //! | LSTM recurrence (forward + backpropagation through time) | `lstm.rs`, `lstm_host.rs` | Flex | PyTorch's equations; `σ`/`tanh` within 3e-7 relative |
 //! | 2-D convolution with a one-product weight gradient | `conv2d.rs` | Flex | forward unchanged (Flex's); gradients PyTorch's, summed in another order |
+//! | softmax over the last axis with a one-pass backward | `softmax.rs` | Flex | forward Flex's; backward PyTorch's formula |
+//! | layer normalisation over the last axis with a one-pass backward | `layer_norm.rs` | Flex | PyTorch's definition; two-pass mean and variance in f32 |
+//! | inverted dropout with a hashed mask, recomputed in the backward pass | `dropout.rs` | Flex | PyTorch's definition; another random stream |
 //! | vectorisable `exp`, `sigmoid`, `tanh` | `simd_math.rs` | every CPU | Cephes, within 2–3 ulp |
 //!
 //! No `unsafe`: the SIMD code is plain loops compiled per instruction set by
@@ -17,19 +20,31 @@
 #[cfg(feature = "flex")]
 mod conv2d;
 #[cfg(feature = "flex")]
+mod dropout;
+#[cfg(feature = "flex")]
 mod host;
+#[cfg(feature = "flex")]
+mod layer_norm;
 #[cfg(feature = "flex")]
 mod lstm;
 #[cfg(feature = "flex")]
 mod lstm_host;
 pub mod simd_math;
+#[cfg(feature = "flex")]
+mod softmax;
 
 #[cfg(feature = "flex")]
 pub use conv2d::{Conv2dOps, conv2d, has_conv2d_gemm};
 #[cfg(feature = "flex")]
+pub use dropout::{DropoutOps, dropout, has_dropout};
+#[cfg(feature = "flex")]
 pub use host::HostTensors;
 #[cfg(feature = "flex")]
+pub use layer_norm::{LayerNormOps, has_layer_norm, layer_norm_last};
+#[cfg(feature = "flex")]
 pub use lstm::{LstmOps, has_fused_lstm, lstm_recurrence, lstm_recurrence_batch_first};
+#[cfg(feature = "flex")]
+pub use softmax::{SoftmaxOps, has_softmax, softmax_last};
 
 /// Without the `flex` feature no backend has a fused LSTM.
 #[cfg(not(feature = "flex"))]
@@ -76,5 +91,33 @@ pub fn lstm_recurrence(
     _c0: &burn::tensor::Tensor<2>,
     _reverse: bool,
 ) -> Option<burn::tensor::Tensor<4>> {
+    None
+}
+
+/// Without the `flex` feature no backend has the softmax kernel: always `None`.
+#[cfg(not(feature = "flex"))]
+pub fn softmax_last<const D: usize>(
+    _x: &burn::tensor::Tensor<D>,
+) -> Option<burn::tensor::Tensor<D>> {
+    None
+}
+
+/// Without the `flex` feature no backend has the layer-norm kernel: always `None`.
+#[cfg(not(feature = "flex"))]
+pub fn layer_norm_last<const D: usize>(
+    _x: &burn::tensor::Tensor<D>,
+    _gamma: &burn::tensor::Tensor<1>,
+    _beta: &burn::tensor::Tensor<1>,
+    _epsilon: f64,
+) -> Option<burn::tensor::Tensor<D>> {
+    None
+}
+
+/// Without the `flex` feature no backend has the dropout kernel: always `None`.
+#[cfg(not(feature = "flex"))]
+pub fn dropout<const D: usize>(
+    _x: &burn::tensor::Tensor<D>,
+    _prob: f64,
+) -> Option<burn::tensor::Tensor<D>> {
     None
 }

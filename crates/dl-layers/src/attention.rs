@@ -10,6 +10,7 @@ use burn::tensor::{Bool, Device, Tensor};
 use dl_core::{Error, Result};
 
 use crate::checks;
+use crate::dropout::dropout_forward;
 
 /// Configuration of a [`MultiHeadAttention`] (the arguments of `nn.MultiheadAttention`).
 #[derive(Config, Debug)]
@@ -413,10 +414,16 @@ impl MultiHeadAttention {
         if let Some(m) = mask.combined(b, l, s, &scores.device()) {
             scores = scores.mask_fill(m.expand([b, h, l, s]), f32::NEG_INFINITY);
         }
-        let weights = self.dropout.forward(softmax(scores, 3));
+        let weights = dropout_forward(&self.dropout, softmax_last(scores));
         let out = weights.clone().matmul(v).swap_dims(1, 2).reshape([b, l, e]);
         (self.out_proj.forward(out), need_weights.then_some(weights))
     }
+}
+
+/// `softmax(scores, 3)`; on Flex through dl-kernels' softmax, whose backward is one pass
+/// instead of Burn's decomposition (the same values to f32 rounding).
+fn softmax_last(scores: Tensor<4>) -> Tensor<4> {
+    dl_kernels::softmax_last(&scores).unwrap_or_else(|| softmax(scores, 3))
 }
 
 /// Fail when some query row of the combined mask has every key masked.

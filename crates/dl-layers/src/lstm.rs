@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 use dl_core::{Error, Result};
 
 use crate::checks;
+use crate::dropout::dropout_forward;
 
 /// The recurrent state `(h, c)`, each `[num_layers · num_directions, batch, hidden_size]`,
 /// ordered as PyTorch orders it: layer 0 forward, layer 0 reverse, layer 1 forward, ...
@@ -309,7 +310,7 @@ impl Lstm {
                 Tensor::cat(outputs, 2)
             };
             input = if layer + 1 < self.num_layers {
-                self.dropout.forward(output)
+                dropout_forward(&self.dropout, output)
             } else {
                 output
             };

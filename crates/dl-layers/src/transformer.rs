@@ -10,6 +10,8 @@ use dl_core::{Error, Result};
 
 use crate::attention::{AttentionMask, MultiHeadAttention, MultiHeadAttentionConfig};
 use crate::checks;
+use crate::dropout::dropout_forward;
+use crate::layer_norm::layer_norm_forward;
 
 /// Configuration of a [`TransformerBlock`] (the chapter's `TransformerBlock` arguments).
 #[derive(Config, Debug)]
@@ -59,8 +61,10 @@ pub struct FeedForward {
 impl FeedForward {
     /// `[..., d_model]` → `[..., d_model]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        self.linear2
-            .forward(self.dropout.forward(relu(self.linear1.forward(x))))
+        self.linear2.forward(dropout_forward(
+            &self.dropout,
+            relu(self.linear1.forward(x)),
+        ))
     }
 }
 
@@ -126,6 +130,8 @@ pub struct TransformerBlock {
     pub dropout: Dropout,
     /// Pre-norm (`true`) or post-norm (`false`).
     pub norm_first: bool,
+    /// The epsilon both norms were built with (Burn's `LayerNorm` keeps its own private).
+    pub layer_norm_eps: f64,
 }
 
 impl TransformerBlockConfig {
@@ -162,6 +168,7 @@ impl TransformerBlockConfig {
             norm2: norm(),
             dropout: DropoutConfig::new(self.dropout).init(),
             norm_first: self.norm_first,
+            layer_norm_eps: self.layer_norm_eps,
         })
     }
 }
@@ -225,16 +232,18 @@ impl TransformerBlock {
         x: Tensor<3>,
         attend: impl FnOnce(Tensor<3>) -> (Tensor<3>, Option<Tensor<4>>),
     ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let norm1 = |x: Tensor<3>| layer_norm_forward(&self.norm1, self.layer_norm_eps, x);
+        let norm2 = |x: Tensor<3>| layer_norm_forward(&self.norm2, self.layer_norm_eps, x);
         if self.norm_first {
-            let (a, w) = attend(self.norm1.forward(x.clone()));
-            let x = x + self.dropout.forward(a);
-            let f = self.feed_forward.forward(self.norm2.forward(x.clone()));
-            (x + self.dropout.forward(f), w)
+            let (a, w) = attend(norm1(x.clone()));
+            let x = x + dropout_forward(&self.dropout, a);
+            let f = self.feed_forward.forward(norm2(x.clone()));
+            (x + dropout_forward(&self.dropout, f), w)
         } else {
             let (a, w) = attend(x.clone());
-            let x = self.norm1.forward(x + self.dropout.forward(a));
+            let x = norm1(x + dropout_forward(&self.dropout, a));
             let f = self.feed_forward.forward(x.clone());
-            (self.norm2.forward(x + self.dropout.forward(f)), w)
+            (norm2(x + dropout_forward(&self.dropout, f)), w)
         }
     }
 }

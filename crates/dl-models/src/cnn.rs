@@ -12,6 +12,7 @@ use dl_core::{Classifier, Error, Result};
 use dl_layers::conv2d_forward;
 
 use crate::mlp::{ParamCount, check_dropout, check_positive};
+use dl_layers::dropout_forward;
 
 /// Configuration of [`Cnn`]; the defaults are the chapter's `ConvolutionalNeuralNetwork`
 /// for 1x28x28 digits. [`CnnConfig::image_cnn`] gives the image-classification case.
@@ -193,7 +194,7 @@ impl Cnn {
         let x = self.pool.forward(relu(conv2d_forward(&self.conv2, x)));
         let x = self.pool.forward(relu(conv2d_forward(&self.conv3, x)));
         let x: Tensor<2> = x.flatten(1, 3);
-        let x = self.dropout.forward(relu(self.fc1.forward(x)));
+        let x = dropout_forward(&self.dropout, relu(self.fc1.forward(x)));
         self.fc2.forward(x)
     }
 }

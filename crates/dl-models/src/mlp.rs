@@ -6,6 +6,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Error, Result};
+use dl_layers::dropout_forward;
 
 /// Configuration of [`Mlp`], with the chapter's training-pipeline values as defaults.
 ///
@@ -134,7 +135,7 @@ impl Mlp {
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
             if i < last {
-                x = self.dropout.forward(relu(x));
+                x = dropout_forward(&self.dropout, relu(x));
             }
         }
         x

@@ -12,6 +12,7 @@ use dl_layers::{
 };
 
 use crate::mlp::{ParamCount, check_dropout, check_positive};
+use dl_layers::dropout_forward;
 
 /// Configuration of [`TransformerClassifier`].
 ///
@@ -230,7 +231,7 @@ impl TransformerClassifier {
                 what: "transformer sequence".into(),
             });
         }
-        let mut x = self.dropout.forward(self.pos_encoding.try_forward(x)?);
+        let mut x = dropout_forward(&self.dropout, self.pos_encoding.try_forward(x)?);
         let mut weights = Vec::new();
         for block in &self.transformer_blocks {
             let (out, w) = block.forward_with(x, AttentionMask::none(), need_weights);

@@ -15,6 +15,7 @@
 //! ```
 
 mod backend;
+mod backend_tests;
 mod compare;
 mod error;
 mod fixture;

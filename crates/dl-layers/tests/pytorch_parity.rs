@@ -612,15 +612,7 @@ fn every_fixture_case_has_a_runner() {
 macro_rules! parity_tests {
     ($($module:ident => $kind:literal),* $(,)?) => {$(
         mod $module {
-            #[test]
-            fn flex() {
-                super::run_kind($kind, dl_core::BackendKind::Flex);
-            }
-
-            #[test]
-            fn ndarray() {
-                super::run_kind($kind, dl_core::BackendKind::NdArray);
-            }
+            dl_core::per_backend_tests!(|kind| super::run_kind($kind, kind));
         }
     )*};
 }

@@ -210,14 +210,8 @@ fn check_all(kind: BackendKind) {
     }
 }
 
-#[test]
-fn flex_matches_pytorch() {
-    check_all(BackendKind::Flex);
-}
-
-#[test]
-fn ndarray_matches_pytorch() {
-    check_all(BackendKind::NdArray);
+mod matches_pytorch {
+    dl_core::per_backend_tests!(super::check_all);
 }
 
 #[test]

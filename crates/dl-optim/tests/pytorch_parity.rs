@@ -121,12 +121,6 @@ fn run_all(kind: BackendKind) {
     }
 }
 
-#[test]
-fn flex_matches_pytorch() {
-    run_all(BackendKind::Flex);
-}
-
-#[test]
-fn ndarray_matches_pytorch() {
-    run_all(BackendKind::NdArray);
+mod matches_pytorch {
+    dl_core::per_backend_tests!(super::run_all);
 }

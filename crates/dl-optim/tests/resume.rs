@@ -115,12 +115,6 @@ fn check_resume(kind: BackendKind) {
     }
 }
 
-#[test]
-fn flex_resumes_exactly() {
-    check_resume(BackendKind::Flex);
-}
-
-#[test]
-fn ndarray_resumes_exactly() {
-    check_resume(BackendKind::NdArray);
+mod resumes_exactly {
+    dl_core::per_backend_tests!(super::check_resume);
 }

@@ -36,42 +36,70 @@ pub fn prepare(case: &Case, backend: BackendKind) -> Result<Iteration> {
         Step::Training => backend.autodiff_device()?,
     };
     seed_device(&device, SEED);
+    match case.subject {
+        Subject::Mlp | Subject::Cnn | Subject::LstmClassifier | Subject::TransformerClassifier => {
+            model_case(case, &device)
+        }
+        Subject::LstmLayer | Subject::Attention | Subject::ConvBlock | Subject::Dense => {
+            layer_case(case, &device)
+        }
+    }
+}
+
+/// A whole model: inference, or one training step with cross-entropy and Adam.
+fn model_case(case: &Case, device: &Device) -> Result<Iteration> {
     let (b, t) = (case.batch, case.seq_len);
     let normal =
-        |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-    Ok(match (case.subject, case.step) {
-        (Subject::Mlp, step) => {
-            let model = MlpConfig::new().init(&device)?;
-            let x = Tensor::<2>::random([b, 784], Distribution::Normal(0.0, 1.0), &device);
-            run_model(step, model, x, classes(b, 10, &device), |m, x| m.forward(x))?
+        |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let target = classes(b, 10, device);
+    match case.subject {
+        Subject::Mlp => {
+            let model = MlpConfig::new().init(device)?;
+            let x = Tensor::<2>::random([b, 784], Distribution::Normal(0.0, 1.0), device);
+            run_model(case.step, model, x, target, |m, x| m.forward(x))
         }
-        (Subject::Cnn, step) => {
-            let model = CnnConfig::new().init(&device)?;
-            let x = Tensor::<4>::random([b, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
-            run_model(step, model, x, classes(b, 10, &device), |m, x| m.forward(x))?
+        Subject::Cnn => {
+            let model = CnnConfig::new().init(device)?;
+            let x = Tensor::<4>::random([b, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
+            run_model(case.step, model, x, target, |m, x| m.forward(x))
         }
-        (Subject::LstmClassifier, step) => {
-            let model = mnist_rows_lstm().init(&device)?;
-            let x = normal([b, t, 28]);
-            run_model(step, model, x, classes(b, 10, &device), |m, x| m.forward(x))?
+        Subject::LstmClassifier => {
+            let model = mnist_rows_lstm().init(device)?;
+            run_model(case.step, model, normal([b, t, 28]), target, |m, x| {
+                m.forward(x)
+            })
         }
-        (Subject::TransformerClassifier, step) => {
+        Subject::TransformerClassifier => {
             let config = TransformerClassifierConfig::new();
-            let model = config.init(&device)?;
-            let tokens = TransformerInput::Tokens(ints([b, t], config.vocab_size, &device));
-            run_model(step, model, tokens, classes(b, 10, &device), |m, x| {
+            let model = config.init(device)?;
+            let tokens = TransformerInput::Tokens(ints([b, t], config.vocab_size, device));
+            run_model(case.step, model, tokens, target, |m, x| {
                 m.forward(x).unwrap_or_else(|e| panic!("{e}"))
-            })?
+            })
         }
-        (Subject::LstmLayer, _) => {
+        layer => Err(dl_core::Error::invalid(
+            "benchmark subject",
+            "a model",
+            format!("{layer:?}"),
+        )),
+    }
+}
+
+/// One layer's forward pass (the layer rows are inference only).
+fn layer_case(case: &Case, device: &Device) -> Result<Iteration> {
+    let (b, t) = (case.batch, case.seq_len);
+    let normal =
+        |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    Ok(match case.subject {
+        Subject::LstmLayer => {
             let lstm = LstmConfig::new(28, 128)
                 .with_batch_first(true)
-                .init(&device)?;
+                .init(device)?;
             let x = normal([b, t, 28]);
             inference(move || lstm.forward(x.clone(), None).0)
         }
-        (Subject::Attention, _) => {
-            let attention = MultiHeadAttentionConfig::new(64, 8).init(&device)?;
+        Subject::Attention => {
+            let attention = MultiHeadAttentionConfig::new(64, 8).init(device)?;
             let x = normal([b, t, 64]);
             inference(move || {
                 attention
@@ -79,18 +107,25 @@ pub fn prepare(case: &Case, backend: BackendKind) -> Result<Iteration> {
                     .0
             })
         }
-        (Subject::ConvBlock, _) => {
+        Subject::ConvBlock => {
             let block = ConvBlockConfig::new(1, 32, [3, 3])
                 .with_padding([1, 1])
                 .with_pool_kernel(Some([2, 2]))
-                .init(&device)?;
-            let x = Tensor::<4>::random([b, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+                .init(device)?;
+            let x = Tensor::<4>::random([b, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
             inference(move || block.forward(x.clone()))
         }
-        (Subject::Dense, _) => {
-            let dense = DenseConfig::new(784, 512).init(&device)?;
-            let x = Tensor::<2>::random([b, 784], Distribution::Normal(0.0, 1.0), &device);
+        Subject::Dense => {
+            let dense = DenseConfig::new(784, 512).init(device)?;
+            let x = Tensor::<2>::random([b, 784], Distribution::Normal(0.0, 1.0), device);
             inference(move || dense.forward(x.clone()))
+        }
+        model => {
+            return Err(dl_core::Error::invalid(
+                "benchmark subject",
+                "a layer",
+                format!("{model:?}"),
+            ));
         }
     })
 }

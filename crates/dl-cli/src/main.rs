@@ -22,15 +22,15 @@ mod cli;
 mod commands;
 mod config;
 mod data;
-mod evaluate;
 mod metrics;
 mod model;
 mod model_checks;
 mod output;
 mod plot;
 mod progress;
+mod scoring;
 mod task;
-mod train;
+mod training_loop;
 mod weights;
 
 use std::process::ExitCode;

@@ -9,11 +9,11 @@ use dl_loss::{CrossEntropyLoss, CrossEntropyLossConfig, MseLoss, MseLossConfig};
 
 use crate::config::RunConfig;
 use crate::data::{Batcher, Digits, ForecastData, SEASON, Split};
-use crate::evaluate::{evaluate, evaluate_forecast};
 use crate::metrics::{EpochMetrics, Summary};
 use crate::model::{DigitModel, label_tensor};
 use crate::output::RunFolder;
 use crate::plot;
+use crate::scoring::{evaluate, evaluate_forecast};
 
 /// Samples per evaluation batch.
 const EVAL_BATCH: usize = 256;

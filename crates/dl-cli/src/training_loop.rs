@@ -59,6 +59,21 @@ struct State {
     history: Vec<EpochMetrics>,
 }
 
+/// What stays fixed while a run trains: its configuration, devices, data, folder and step
+/// rules.
+struct Run<'a> {
+    config: &'a RunConfig,
+    /// The training device (autodiff, except for the scratch network).
+    device: Device,
+    /// The same backend without autodiff, for validation and the final test.
+    eval_device: Device,
+    task: Task,
+    folder: RunFolder,
+    steps_per_epoch: usize,
+    schedule: Arc<dyn LrSchedule>,
+    clip: Option<GradClip>,
+}
+
 /// Train `config.model` as configured, writing into `config.out`: a digit model on the
 /// digits, `forecast` on the weekly series (the same loop; [`Task`] holds what differs).
 pub fn train(
@@ -67,57 +82,11 @@ pub fn train(
     reporter: &mut Reporter,
     stop: &Arc<AtomicBool>,
 ) -> Result<TrainOutcome> {
-    let backend: BackendKind = config.backend.parse()?;
-    // The scratch network computes its own gradients, so it runs without autodiff.
-    let device = if config.model == ModelKind::Scratch {
-        backend.device()?
-    } else {
-        backend.autodiff_device()?
-    };
-    let eval_device = backend.device()?;
-    seed_device(&device, config.seed);
-    // The validation digits come out of the training split, seeded (forecast: the weeks
-    // before the test part); the test data is read only at the end, for the chosen checkpoint.
-    let task = Task::load(config)?;
-    let folder = RunFolder::prepare(&config.out, existing)?;
-    let mut state = if existing == Existing::Resume {
-        resume(config, &folder, &device)?
-    } else {
-        State {
-            model: DigitModel::build(config.model, default_config(config.model), &device)?,
-            optimizer: build_optimizer(config)?,
-            rng: SeededRng::new(config.seed),
-            step: 0,
-            history: Vec::new(),
-        }
-    };
-    dl_io::write_atomically(&folder.file("config.toml"), to_toml(config)?.as_bytes())?;
-    let batcher = Batcher {
-        batch_size: config.batch_size,
-    };
-    let steps_per_epoch = batcher.batch_count(task.train_len());
-    let schedule = config
-        .schedule
-        .resolve(steps_per_epoch, steps_per_epoch * config.epochs)
-        .build(config.lr)?;
-    let clip = config.clip_grad_norm.map(|max_norm| GradClip::Norm {
-        max_norm,
-        norm_type: NormType::Two,
-        error_if_nonfinite: false,
-    });
+    let (run, mut state) = Run::start(config, existing)?;
     let parameters = state.model.num_params();
     let start_epoch = state.history.len();
     if start_epoch > 0 {
-        reporter.event(
-            "resume",
-            &format!(
-                "resuming {} from epoch {start_epoch}, step {} ({})",
-                config.model.name(),
-                state.step,
-                folder.last().display()
-            ),
-            serde_json::json!({"epoch": start_epoch, "step": state.step}),
-        );
+        run.report_resume(&state, reporter);
     }
     let started = Instant::now();
     let mut best = state
@@ -126,10 +95,122 @@ pub fn train(
         .map(EpochMetrics::score)
         .fold(f64::NEG_INFINITY, f64::max);
     for epoch in start_epoch..config.epochs {
+        let Some(metrics) = run.epoch(&mut state, epoch, start_epoch, reporter, stop)? else {
+            return Ok(TrainOutcome {
+                history: state.history,
+                parameters,
+                seconds: started.elapsed().as_secs_f64(),
+                interrupted: true,
+                folder: run.folder,
+                summary: None,
+            });
+        };
+        run.finish_epoch(&mut state, metrics, &mut best, reporter)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = test_best(
+        config,
+        &run.folder,
+        &state.history,
+        &run.task,
+        &run.eval_device,
+    )?;
+    metrics::write_summary(&run.folder, &summary)?;
+    Ok(TrainOutcome {
+        history: state.history,
+        parameters,
+        seconds,
+        interrupted: false,
+        folder: run.folder,
+        summary: Some(summary),
+    })
+}
+
+impl<'a> Run<'a> {
+    /// Devices, data and folder of `config`, and the state to start from: a new model, or
+    /// the run folder's last checkpoint with `Existing::Resume`.
+    fn start(config: &'a RunConfig, existing: Existing) -> Result<(Self, State)> {
+        let backend: BackendKind = config.backend.parse()?;
+        // The scratch network computes its own gradients, so it runs without autodiff.
+        let device = if config.model == ModelKind::Scratch {
+            backend.device()?
+        } else {
+            backend.autodiff_device()?
+        };
+        let eval_device = backend.device()?;
+        seed_device(&device, config.seed);
+        // The validation digits come out of the training split, seeded (forecast: the weeks
+        // before the test part); the test data is read only at the end, for the chosen
+        // checkpoint.
+        let task = Task::load(config)?;
+        let folder = RunFolder::prepare(&config.out, existing)?;
+        let state = if existing == Existing::Resume {
+            resume(config, &folder, &device)?
+        } else {
+            State {
+                model: DigitModel::build(config.model, default_config(config.model), &device)?,
+                optimizer: build_optimizer(config)?,
+                rng: SeededRng::new(config.seed),
+                step: 0,
+                history: Vec::new(),
+            }
+        };
+        dl_io::write_atomically(&folder.file("config.toml"), to_toml(config)?.as_bytes())?;
+        let steps_per_epoch = Batcher {
+            batch_size: config.batch_size,
+        }
+        .batch_count(task.train_len());
+        let schedule = config
+            .schedule
+            .resolve(steps_per_epoch, steps_per_epoch * config.epochs)
+            .build(config.lr)?;
+        let clip = config.clip_grad_norm.map(|max_norm| GradClip::Norm {
+            max_norm,
+            norm_type: NormType::Two,
+            error_if_nonfinite: false,
+        });
+        let run = Run {
+            config,
+            device,
+            eval_device,
+            task,
+            folder,
+            steps_per_epoch,
+            schedule,
+            clip,
+        };
+        Ok((run, state))
+    }
+
+    fn report_resume(&self, state: &State, reporter: &mut Reporter) {
+        let start_epoch = state.history.len();
+        reporter.event(
+            "resume",
+            &format!(
+                "resuming {} from epoch {start_epoch}, step {} ({})",
+                self.config.model.name(),
+                state.step,
+                self.folder.last().display()
+            ),
+            serde_json::json!({"epoch": start_epoch, "step": state.step}),
+        );
+    }
+
+    /// Train epoch `epoch` (from 0) and validate; `None` when Ctrl-C stopped it (the
+    /// checkpoint to resume from is then saved).
+    fn epoch(
+        &self,
+        state: &mut State,
+        epoch: usize,
+        start_epoch: usize,
+        reporter: &mut Reporter,
+        stop: &AtomicBool,
+    ) -> Result<Option<EpochMetrics>> {
+        let config = self.config;
         let epoch_started = Instant::now();
         let rng_at_start = state.rng;
-        let order = Batcher::shuffled_order(task.train_len(), &mut state.rng);
-        reporter.start_epoch(epoch + 1, config.epochs, steps_per_epoch);
+        let order = Batcher::shuffled_order(self.task.train_len(), &mut state.rng);
+        reporter.start_epoch(epoch + 1, config.epochs, self.steps_per_epoch);
         let (mut loss_sum, mut score_sum, mut seen) = (0.0f64, 0.0f64, 0usize);
         let mut lr = config.lr;
         // After a Ctrl-C the checkpoint holds the data order of the interrupted epoch and the
@@ -138,8 +219,8 @@ pub fn train(
         let done = if epoch == start_epoch {
             usize::try_from(state.step)
                 .unwrap_or(usize::MAX)
-                .saturating_sub(epoch * steps_per_epoch)
-                .min(steps_per_epoch)
+                .saturating_sub(epoch * self.steps_per_epoch)
+                .min(self.steps_per_epoch)
         } else {
             0
         };
@@ -149,38 +230,18 @@ pub fn train(
             .skip(done)
         {
             if stop.load(Ordering::SeqCst) {
-                let meta = meta(config, state.step, epoch, rng_at_start);
-                state
-                    .model
-                    .save(&folder.last(), state.optimizer.as_ref(), &meta)?;
-                reporter.event(
-                    "interrupted",
-                    &format!(
-                        "interrupted at epoch {}, step {}: saved {} (resume with --resume: the epoch continues with its next batch)",
-                        epoch + 1,
-                        state.step,
-                        folder.last().display()
-                    ),
-                    serde_json::json!({"epoch": epoch + 1, "step": state.step, "checkpoint": folder.last()}),
-                );
-                return Ok(TrainOutcome {
-                    history: state.history,
-                    parameters,
-                    seconds: started.elapsed().as_secs_f64(),
-                    interrupted: true,
-                    folder,
-                    summary: None,
-                });
+                self.save_interrupted(state, epoch, rng_at_start, reporter)?;
+                return Ok(None);
             }
-            lr = schedule.lr(state.step as usize);
-            let (loss, score) = train_step(&mut state, &task, batch, &device, lr, clip)?;
+            lr = self.schedule.lr(state.step as usize);
+            let (loss, score) = train_step(state, &self.task, batch, &self.device, lr, self.clip)?;
             if !loss.is_finite() {
                 bail!(
                     "the loss became {loss} at epoch {}, batch {} (step {}), so training stopped: {}. Try a lower --lr (now {:e}) or --clip-grad-norm",
                     epoch + 1,
                     index + 1,
                     state.step + 1,
-                    last_good(&folder, epoch),
+                    last_good(&self.folder, epoch),
                     config.lr
                 );
             }
@@ -189,13 +250,15 @@ pub fn train(
             score_sum += score;
             seen += batch.len();
             let rate = seen as f64 / epoch_started.elapsed().as_secs_f64().max(1e-9);
-            let (accuracy, mae) = task.train_scores(score_sum, seen);
+            let (accuracy, mae) = self.task.train_scores(score_sum, seen);
             reporter.step(loss_sum / seen as f64, Score::of(accuracy, mae), rate);
         }
         let train_seconds = epoch_started.elapsed().as_secs_f64();
-        let val = task.validate(&state.model.valid(), &eval_device)?;
-        let (train_accuracy, train_mae) = task.train_scores(score_sum, seen);
-        let metrics = EpochMetrics {
+        let val = self
+            .task
+            .validate(&state.model.valid(), &self.eval_device)?;
+        let (train_accuracy, train_mae) = self.task.train_scores(score_sum, seen);
+        Ok(Some(EpochMetrics {
             epoch: epoch + 1,
             step: state.step,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -207,34 +270,59 @@ pub fn train(
             lr,
             seconds: epoch_started.elapsed().as_secs_f64(),
             samples_per_second: seen as f64 / train_seconds.max(1e-9),
-        };
-        let meta = meta(config, state.step, epoch + 1, state.rng);
+        }))
+    }
+
+    /// Ctrl-C during epoch `epoch`: save where it stands, with the epoch's data order.
+    fn save_interrupted(
+        &self,
+        state: &State,
+        epoch: usize,
+        rng_at_start: SeededRng,
+        reporter: &mut Reporter,
+    ) -> Result<()> {
+        let meta = meta(self.config, state.step, epoch, rng_at_start);
+        let last = self.folder.last();
+        state.model.save(&last, state.optimizer.as_ref(), &meta)?;
+        reporter.event(
+            "interrupted",
+            &format!(
+                "interrupted at epoch {}, step {}: saved {} (resume with --resume: the epoch continues with its next batch)",
+                epoch + 1,
+                state.step,
+                last.display()
+            ),
+            serde_json::json!({"epoch": epoch + 1, "step": state.step, "checkpoint": last}),
+        );
+        Ok(())
+    }
+
+    /// After an epoch: the last (and, when it scores best so far, the best) checkpoint,
+    /// the metrics files and the loss curves.
+    fn finish_epoch(
+        &self,
+        state: &mut State,
+        metrics: EpochMetrics,
+        best: &mut f64,
+        reporter: &mut Reporter,
+    ) -> Result<()> {
+        let meta = meta(self.config, state.step, metrics.epoch, state.rng);
         state
             .model
-            .save(&folder.last(), state.optimizer.as_ref(), &meta)?;
-        let is_best = metrics.score() > best;
+            .save(&self.folder.last(), state.optimizer.as_ref(), &meta)?;
+        let is_best = metrics.score() > *best;
         if is_best {
-            best = metrics.score();
+            *best = metrics.score();
             state
                 .model
-                .save(&folder.best(), state.optimizer.as_ref(), &meta)?;
+                .save(&self.folder.best(), state.optimizer.as_ref(), &meta)?;
         }
         reporter.end_epoch(&metrics, is_best);
         state.history.push(metrics);
-        metrics::write(&folder, &state.history)?;
-        plot::curves(&folder, &state.history, config.model.name())?;
+        metrics::write(&self.folder, &state.history)?;
+        plot::curves(&self.folder, &state.history, self.config.model.name())?;
+        Ok(())
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let summary = test_best(config, &folder, &state.history, &task, &eval_device)?;
-    metrics::write_summary(&folder, &summary)?;
-    Ok(TrainOutcome {
-        history: state.history,
-        parameters,
-        seconds,
-        interrupted: false,
-        folder,
-        summary: Some(summary),
-    })
 }
 
 /// Evaluate `best.safetensors` once on the test data.

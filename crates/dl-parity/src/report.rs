@@ -135,6 +135,20 @@ fn run_parity_probed(
     probe: impl Fn(BackendKind) -> dl_core::Result<()>,
 ) -> ParityReport {
     let mut report = ParityReport::default();
+    let started = start_backends(backends, probe, &mut report);
+    for &model in models {
+        check_model(fixture, model, &started, perturb, &mut report);
+    }
+    report
+}
+
+/// The backends of `backends` that are compiled in and start here, Flex first (the reference
+/// for the others); the rest go to `report` as skipped (not compiled) or unavailable.
+fn start_backends(
+    backends: &[BackendKind],
+    probe: impl Fn(BackendKind) -> dl_core::Result<()>,
+    report: &mut ParityReport,
+) -> Vec<BackendKind> {
     let (compiled, missing): (Vec<_>, Vec<_>) =
         backends.iter().copied().partition(|b| b.is_compiled());
     report.skipped = missing
@@ -144,10 +158,10 @@ fn run_parity_probed(
             feature: b.cargo_feature().into(),
         })
         .collect();
-    let mut compiled_and_started = Vec::new();
+    let mut started = Vec::new();
     for backend in compiled {
         match probe(backend) {
-            Ok(()) => compiled_and_started.push(backend),
+            Ok(()) => started.push(backend),
             Err(err) => report.unavailable.push(Unavailable {
                 backend: backend.name().into(),
                 reason: match err {
@@ -157,64 +171,65 @@ fn run_parity_probed(
             }),
         }
     }
-    let compiled = compiled_and_started;
-    for &model in models {
-        let expected = match pytorch_outputs(fixture, model) {
-            Ok(expected) => expected,
+    started.sort_by_key(|b| *b != BackendKind::Flex);
+    started
+}
+
+/// The rows of one model: every backend against PyTorch, and every backend but Flex against
+/// Flex; a model or backend that cannot run is one failed row naming why.
+fn check_model(
+    fixture: &Fixture,
+    model: ParityModel,
+    backends: &[BackendKind],
+    perturb: Option<Perturbation>,
+    report: &mut ParityReport,
+) {
+    let failed = |backend, reason| {
+        CheckResult::failed(
+            model.name(),
+            backend,
+            crate::Check::Logits,
+            Reference::Pytorch,
+            reason,
+        )
+    };
+    let expected = match pytorch_outputs(fixture, model) {
+        Ok(expected) => expected,
+        Err(reason) => {
+            for &backend in backends {
+                report.rows.push(failed(backend, reason.clone()));
+            }
+            return;
+        }
+    };
+    let mut flex: Option<Outputs> = None;
+    for &backend in backends {
+        let actual = match model_outputs(fixture, model, backend, perturb) {
+            Ok(actual) => actual,
             Err(reason) => {
-                for &backend in &compiled {
-                    report.rows.push(CheckResult::failed(
-                        model.name(),
-                        backend,
-                        crate::Check::Logits,
-                        Reference::Pytorch,
-                        reason.clone(),
-                    ));
-                }
+                report.rows.push(failed(backend, reason));
                 continue;
             }
         };
-        let mut flex: Option<Outputs> = None;
-        // Flex first: it is the reference for the other backends.
-        let mut order = compiled.clone();
-        order.sort_by_key(|b| *b != BackendKind::Flex);
-        for backend in order {
-            match model_outputs(fixture, model, backend, perturb) {
-                Ok(actual) => {
-                    report.rows.extend(compare_outputs(
-                        model,
-                        backend,
-                        &actual,
-                        &expected,
-                        Reference::Pytorch,
-                    ));
-                    match &flex {
-                        Some(flex) if backend != BackendKind::Flex => {
-                            report.rows.extend(compare_outputs(
-                                model,
-                                backend,
-                                &actual,
-                                flex,
-                                Reference::Flex,
-                            ));
-                        }
-                        _ => {}
-                    }
-                    if backend == BackendKind::Flex {
-                        flex = Some(actual);
-                    }
-                }
-                Err(reason) => report.rows.push(CheckResult::failed(
-                    model.name(),
-                    backend,
-                    crate::Check::Logits,
-                    Reference::Pytorch,
-                    reason,
-                )),
-            }
+        report.rows.extend(compare_outputs(
+            model,
+            backend,
+            &actual,
+            &expected,
+            Reference::Pytorch,
+        ));
+        match &flex {
+            Some(flex) => report.rows.extend(compare_outputs(
+                model,
+                backend,
+                &actual,
+                flex,
+                Reference::Flex,
+            )),
+            None if backend == BackendKind::Flex => flex = Some(actual),
+            None => {}
         }
     }
-    report
 }
 
 #[cfg(test)]

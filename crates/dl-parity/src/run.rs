@@ -233,55 +233,76 @@ pub fn model_outputs(
         )
         .map(|(o, _)| o),
         ParityModel::Transformer => {
-            let tokens =
-                |data, d: &Device| TransformerInput::Tokens(Tensor::<2, Int>::from_data(data, d));
-            let (mut out, model) = run_classifier(
-                backend,
-                name,
-                &weights,
-                fixture,
-                &|d, p| {
-                    transformer_config(&config, p)
-                        .and_then(|c| c.init(d))
-                        .map_err(err)
-                },
-                dropout,
-                &tokens,
-            )?;
-            let device = backend.device().map_err(|e| e.to_string())?;
-            let x = tensor(fixture, "transformer.input")?;
-            let (_, attention) = model
-                .forward_with_attention(tokens(x, &device))
-                .map_err(|e| e.to_string())?;
-            let mut state = StateDict::new("attention");
-            for (i, w) in attention.into_iter().enumerate() {
-                state.insert(i.to_string(), w.into_data());
-            }
-            out.tensors.push((Check::Attention, state));
-            Ok(out)
+            transformer_outputs(fixture, backend, name, &weights, &config, dropout)
         }
-        ParityModel::Scratch => {
-            let device = backend.device().map_err(|e| e.to_string())?;
-            let net = scratch_config(&config)
-                .map(|c| c.with_output(ScratchOutput::Sigmoid))
-                .and_then(|c| c.init(&device))
-                .map_err(err)?;
-            let (net, _) = load_pytorch_state_dict(net, &weights, LoadMode::Strict)
-                .map_err(|e| e.to_string())?;
-            let x = Tensor::<2>::from_data(tensor(fixture, "scratch.input")?, &device);
-            let labels = Tensor::<1, Int>::from_data(tensor(fixture, "scratch.target")?, &device);
-            let mut out = Outputs::default();
-            out.push_one(Check::Output, "output", net.forward(x.clone()).into_data());
-            let grads = net.gradients(x, labels).map_err(err)?;
-            let mut state = StateDict::new("scratch gradients");
-            for (i, (dw, db)) in grads.weights.into_iter().zip(grads.biases).enumerate() {
-                state.insert(format!("weights.{i}"), dw.into_data());
-                state.insert(format!("biases.{i}"), db.into_data());
-            }
-            out.tensors.push((Check::Grads, state));
-            Ok(out)
-        }
+        ParityModel::Scratch => scratch_outputs(fixture, backend, &weights, &config),
     }
+}
+
+/// The Transformer's outputs as [`model_outputs`] describes them, plus its attention weights.
+fn transformer_outputs(
+    fixture: &Fixture,
+    backend: BackendKind,
+    name: &str,
+    weights: &StateDict,
+    config: &Value,
+    dropout: f64,
+) -> Result<Outputs, String> {
+    let tokens = |data, d: &Device| TransformerInput::Tokens(Tensor::<2, Int>::from_data(data, d));
+    let (mut out, model) = run_classifier(
+        backend,
+        name,
+        weights,
+        fixture,
+        &|d, p| {
+            transformer_config(config, p)
+                .and_then(|c| c.init(d))
+                .map_err(|e| e.to_string())
+        },
+        dropout,
+        &tokens,
+    )?;
+    let device = backend.device().map_err(|e| e.to_string())?;
+    let x = tensor(fixture, "transformer.input")?;
+    let (_, attention) = model
+        .forward_with_attention(tokens(x, &device))
+        .map_err(|e| e.to_string())?;
+    let mut state = StateDict::new("attention");
+    for (i, w) in attention.into_iter().enumerate() {
+        state.insert(i.to_string(), w.into_data());
+    }
+    out.tensors.push((Check::Attention, state));
+    Ok(out)
+}
+
+/// The from-scratch network's output (sigmoid, as the chapter's) and its hand-computed
+/// gradients for the fixture's labels.
+fn scratch_outputs(
+    fixture: &Fixture,
+    backend: BackendKind,
+    weights: &StateDict,
+    config: &Value,
+) -> Result<Outputs, String> {
+    let err = |e: dl_core::Error| e.to_string();
+    let device = backend.device().map_err(err)?;
+    let net = scratch_config(config)
+        .map(|c| c.with_output(ScratchOutput::Sigmoid))
+        .and_then(|c| c.init(&device))
+        .map_err(err)?;
+    let (net, _) =
+        load_pytorch_state_dict(net, weights, LoadMode::Strict).map_err(|e| e.to_string())?;
+    let x = Tensor::<2>::from_data(tensor(fixture, "scratch.input")?, &device);
+    let labels = Tensor::<1, Int>::from_data(tensor(fixture, "scratch.target")?, &device);
+    let mut out = Outputs::default();
+    out.push_one(Check::Output, "output", net.forward(x.clone()).into_data());
+    let grads = net.gradients(x, labels).map_err(err)?;
+    let mut state = StateDict::new("scratch gradients");
+    for (i, (dw, db)) in grads.weights.into_iter().zip(grads.biases).enumerate() {
+        state.insert(format!("weights.{i}"), dw.into_data());
+        state.insert(format!("biases.{i}"), db.into_data());
+    }
+    out.tensors.push((Check::Grads, state));
+    Ok(out)
 }
 
 /// The key third of attention's `in_proj_bias` adds the same score to every key of a query,

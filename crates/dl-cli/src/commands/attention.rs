@@ -150,7 +150,7 @@ fn first_correct(
     for chunk in indices.chunks(SEARCH_BATCH) {
         let batch = Batcher::batch(digits, chunk);
         let (logits, _) = model.attention(&batch.images, chunk.len(), device)?;
-        let predicted = crate::evaluate::predictions(logits);
+        let predicted = crate::scoring::predictions(logits);
         if let Some(at) = chunk
             .iter()
             .zip(&predicted)

@@ -18,7 +18,7 @@ use crate::data::{DEFAULT_VAL_FRACTION, Digits, Split, default_data_dir, default
 use crate::model::DigitModel;
 use crate::output::{Existing, RunFolder};
 use crate::progress::{LogMode, Reporter};
-use crate::train::{TrainOutcome, train};
+use crate::training_loop::{TrainOutcome, train};
 use crate::{commands, plot};
 
 /// Digits of each split that `dl demo --quick` uses (the first ones of the committed set).

@@ -7,8 +7,8 @@ use dl_loss::CrossEntropyLossConfig;
 
 use crate::cli::{DataArgs, EvalArgs};
 use crate::data::{Digits, default_data_dir};
-use crate::evaluate::{confusion_table, evaluate};
 use crate::model::DigitModel;
+use crate::scoring::{confusion_table, evaluate};
 
 /// Load the checkpoint named in `data`'s command on its backend, refusing another model.
 pub fn load_model(

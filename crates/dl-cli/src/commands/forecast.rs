@@ -8,8 +8,8 @@ use dl_io::CheckpointMeta;
 use crate::cli::{EvalArgs, PredictArgs};
 use crate::config::{DEFAULT_WINDOW, RunConfig};
 use crate::data::{DEFAULT_VAL_FRACTION, ForecastData, Split, default_series_path};
-use crate::evaluate::evaluate_forecast;
 use crate::model::DigitModel;
+use crate::scoring::evaluate_forecast;
 
 /// The window and validation fraction a forecast checkpoint was trained with; the defaults
 /// for a checkpoint without a training configuration (one written by `dl convert`).

@@ -9,7 +9,7 @@ use crate::cli::TrainArgs;
 use crate::config::{self, RunConfig};
 use crate::output::Existing;
 use crate::progress::{LogMode, Reporter};
-use crate::train::{TrainOutcome, train};
+use crate::training_loop::{TrainOutcome, train};
 
 /// Run `dl train`; returns how the run ended.
 pub fn run(args: &TrainArgs, stop: &Arc<AtomicBool>) -> Result<TrainOutcome> {

@@ -348,6 +348,10 @@ fn outputs_follow_the_checkpoint(kind: &str, file: &str, weights: &StateDict, di
     ]))
     .unwrap();
     let mut confusion = vec![vec![0u64; 10]; 10];
+    // Rows whose two largest probabilities are this close may rank the other way in `eval`'s
+    // batch (another summation order of the same products): small random weights give
+    // near-uniform outputs.
+    let mut near_ties = 0u64;
     for row in predicted.as_array().unwrap() {
         let p: Vec<f64> = row["probabilities"]
             .as_array()
@@ -359,17 +363,38 @@ fn outputs_follow_the_checkpoint(kind: &str, file: &str, weights: &StateDict, di
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{kind}: {p:?}");
         let class = row["class"].as_u64().unwrap() as usize;
         assert!(p.iter().all(|&q| q <= p[class]), "{kind}: {class} {p:?}");
+        let runner_up = (0..10)
+            .filter(|&i| i != class)
+            .map(|i| p[i])
+            .fold(0.0, f64::max);
+        if p[class] - runner_up < 1e-5 {
+            near_ties += 1;
+        }
         confusion[row["label"].as_u64().unwrap() as usize][class] += 1;
     }
     let eval: Value = serde_json::from_str(&ok(&["eval", file, "--limit", "8", "--json"])).unwrap();
     assert_eq!(eval["count"], 8, "{kind}");
-    assert_eq!(eval["confusion"], json!(confusion), "{kind}");
     let right: u64 = (0..10).map(|i| confusion[i][i]).sum();
-    assert_eq!(
-        eval["accuracy"].as_f64(),
-        Some(right as f64 / 8.0),
-        "{kind}"
-    );
+    if near_ties == 0 {
+        assert_eq!(eval["confusion"], json!(confusion), "{kind}");
+        assert_eq!(
+            eval["accuracy"].as_f64(),
+            Some(right as f64 / 8.0),
+            "{kind}"
+        );
+    } else {
+        // The labels are the same digits; at most the near-tied rows moved column.
+        let theirs: Vec<Vec<u64>> = serde_json::from_value(eval["confusion"].clone()).unwrap();
+        for (label, (ours, theirs)) in confusion.iter().zip(&theirs).enumerate() {
+            let (a, b): (u64, u64) = (ours.iter().sum(), theirs.iter().sum());
+            assert_eq!(a, b, "{kind}: label {label}");
+        }
+        let accuracy = eval["accuracy"].as_f64().unwrap();
+        assert!(
+            (accuracy * 8.0 - right as f64).abs() <= near_ties as f64,
+            "{kind}: eval {accuracy}, predict {right}/8 with {near_ties} near ties"
+        );
+    }
     if kind == "transformer" {
         // One layer of two heads over the 16 patches, each query's weights a distribution.
         let attention: Value = serde_json::from_str(&ok(&[

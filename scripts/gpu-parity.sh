@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Parity on a GPU machine that has PyTorch but no Rust toolchain or network, with the binary of
-# `cargo xtask gpu-bundle` (docs/backends.md, "On a lent GPU machine").
+# `cargo xtask gpu-bundle` (docs/backends.md, "On a GPU machine without Rust or network").
 #
 #   bash scripts/gpu-parity.sh [BUNDLE_DIR]        (default: target/gpu-bundle)
 #

@@ -1,8 +1,9 @@
 //! `cargo xtask gpu-bundle`: a parity binary for a GPU machine that has PyTorch but no network.
 //!
-//! The lent GPU machine (docs/backends.md) has an NVIDIA driver and a PyTorch install
-//! (2.11, CUDA 13) but no Rust toolchain and no network. This command builds, here, an xtask
-//! binary that runs `parity` there:
+//! The use case (docs/backends.md): a GPU machine with an NVIDIA driver and a PyTorch install
+//! (by default 2.11 with CUDA 13) but no Rust toolchain and no network, reached only by copying
+//! files to it. This command builds, on a machine with the toolchain, one xtask binary that runs
+//! `parity` there once copied:
 //!
 //! 1. downloads that PyTorch version's wheel with `pip download --no-deps` into the
 //!    git-ignored `.whl/` (about 530 MB for 2.11.0);
@@ -29,7 +30,7 @@ use anyhow::{Context, Result, bail};
 use crate::libtorch::CPU_LIBRARIES;
 use crate::python::{pip, run, workspace_root};
 
-/// The PyTorch version of the lent GPU machine.
+/// The PyTorch version a bundle targets unless `--torch` says otherwise.
 const DEFAULT_TORCH: &str = "2.11.0";
 
 /// The CUDA libraries the binary must name as NEEDED, so that LibTorch registers CUDA.
@@ -78,7 +79,7 @@ if missing:
                   scripts/gpu-parity.sh."
 )]
 pub struct GpuBundleArgs {
-    /// The PyTorch version of the GPU machine, plain (e.g. 2.11.0, the lent machine's).
+    /// The PyTorch version of the GPU machine, plain (e.g. 2.11.0, the default).
     #[arg(long, value_name = "VERSION", default_value = DEFAULT_TORCH, value_parser = plain_version)]
     torch: String,
     /// Cargo features of the bundled xtask, comma-separated; must include tch.
@@ -359,7 +360,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_target_the_lent_machine() {
+    fn defaults_target_pytorch_2_11() {
         let options = parse(&[]).unwrap();
         assert_eq!(options.torch, "2.11.0");
         assert_eq!(options.features, "tch,wgpu");

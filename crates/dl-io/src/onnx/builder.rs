@@ -1,13 +1,59 @@
 //! Building an ONNX graph node by node: unique value names, constants, and the model's
-//! weights as initializers under their PyTorch state-dict names.
+//! weights as initializers under their PyTorch state-dict names; and the few helpers that
+//! fill onnx-ir's generated protobuf messages (tensors, attributes, typed values).
 
 use std::collections::BTreeSet;
 
 use burn::tensor::TensorData;
+use onnx_ir::{AttributeProto, AttributeType, GraphProto, NodeProto, TensorProto, ValueInfoProto};
 
 use super::error::OnnxError;
-use super::proto::{Attribute, Dim, Graph, Node, Tensor, ValueInfo, attribute_type, data_type};
 use crate::state_dict::StateDict;
+
+/// `TensorProto.DataType` values. The field is a plain `int32` in `onnx.proto` and onnx-ir
+/// does not re-export the generated enum, so the values the graphs and the reader need are
+/// named here.
+pub(crate) mod data_type {
+    pub(crate) const FLOAT: i32 = 1;
+    pub(crate) const INT64: i32 = 7;
+    pub(crate) const FLOAT16: i32 = 10;
+    pub(crate) const DOUBLE: i32 = 11;
+    pub(crate) const BFLOAT16: i32 = 16;
+
+    /// The data type's name in `onnx.proto`, for messages.
+    pub(crate) fn name(value: i32) -> String {
+        let name = match value {
+            0 => "UNDEFINED",
+            1 => "FLOAT",
+            2 => "UINT8",
+            3 => "INT8",
+            4 => "UINT16",
+            5 => "INT16",
+            6 => "INT32",
+            7 => "INT64",
+            8 => "STRING",
+            9 => "BOOL",
+            10 => "FLOAT16",
+            11 => "DOUBLE",
+            12 => "UINT32",
+            13 => "UINT64",
+            14 => "COMPLEX64",
+            15 => "COMPLEX128",
+            16 => "BFLOAT16",
+            other => return format!("data type {other}"),
+        };
+        name.to_string()
+    }
+}
+
+/// One dimension of a graph input or output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Dim {
+    /// A fixed size.
+    Value(i64),
+    /// A named size that varies (`"batch"`).
+    Param(String),
+}
 
 /// An attribute of a node, by value.
 #[derive(Debug, Clone)]
@@ -27,7 +73,7 @@ pub(crate) enum Attr {
 pub(crate) struct GraphBuilder {
     model: String,
     state: StateDict,
-    graph: Graph,
+    graph: GraphProto,
     used: BTreeSet<String>,
     names: BTreeSet<String>,
 }
@@ -38,7 +84,7 @@ impl GraphBuilder {
         Self {
             model: model.to_string(),
             state,
-            graph: Graph::default(),
+            graph: GraphProto::default(),
             used: BTreeSet::new(),
             names: BTreeSet::new(),
         }
@@ -101,14 +147,13 @@ impl GraphBuilder {
             .iter()
             .map(|(name, value)| attribute(name, value))
             .collect();
-        self.graph.node.push(Node {
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: output.clone(),
-            name,
-            op_type: op_type.to_string(),
-            domain: String::new(),
-            attribute,
-        });
+        let mut node = NodeProto::new();
+        node.input = inputs.iter().map(|s| s.to_string()).collect();
+        node.output = output.clone();
+        node.name = name;
+        node.op_type = op_type.to_string();
+        node.attribute = attribute;
+        self.graph.node.push(node);
         output
     }
 
@@ -125,53 +170,35 @@ impl GraphBuilder {
     }
 
     /// A `Constant` node holding `tensor`; returns its output.
-    fn constant(&mut self, scope: &str, tensor: Tensor) -> String {
+    fn constant(&mut self, scope: &str, tensor: TensorProto) -> String {
         let output = self.node(scope, "Constant", &[], &[]);
         if let Some(node) = self.graph.node.last_mut() {
-            node.attribute.push(Attribute {
-                name: "value".into(),
-                r#type: attribute_type::TENSOR,
-                t: Some(tensor),
-                ..Attribute::default()
-            });
+            let mut value = AttributeProto::new();
+            value.name = "value".into();
+            value.type_ = AttributeType::TENSOR.into();
+            value.t = Some(tensor).into();
+            node.attribute.push(value);
         }
         output
     }
 
     /// A constant 1-D int64 tensor (axes, shapes, indices).
     pub(crate) fn ints(&mut self, scope: &str, values: &[i64]) -> String {
-        self.constant(
-            scope,
-            Tensor {
-                dims: vec![values.len() as i64],
-                data_type: data_type::INT64,
-                int64_data: values.to_vec(),
-                ..Tensor::default()
-            },
-        )
+        let mut value = tensor("", &[values.len()], data_type::INT64);
+        value.int64_data = values.to_vec();
+        self.constant(scope, value)
     }
 
     /// A constant float tensor of `shape` (row-major `values`).
     pub(crate) fn floats(&mut self, scope: &str, values: &[f32], shape: &[usize]) -> String {
-        self.constant(
-            scope,
-            Tensor {
-                dims: shape.iter().map(|&d| d as i64).collect(),
-                data_type: data_type::FLOAT,
-                raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ..Tensor::default()
-            },
-        )
+        let value = f32_tensor("", shape, values);
+        self.constant(scope, value)
     }
 
     /// Declare a graph input.
     pub(crate) fn input(&mut self, name: &str, elem_type: i32, shape: Vec<Dim>) -> String {
         self.names.insert(name.to_string());
-        self.graph.input.push(ValueInfo {
-            name: name.to_string(),
-            elem_type,
-            shape: Some(shape),
-        });
+        self.graph.input.push(value_info(name, elem_type, &shape));
         name.to_string()
     }
 
@@ -184,15 +211,13 @@ impl GraphBuilder {
                 }
             }
         }
-        self.graph.output.push(ValueInfo {
-            name: name.to_string(),
-            elem_type: data_type::FLOAT,
-            shape: Some(shape),
-        });
+        self.graph
+            .output
+            .push(value_info(name, data_type::FLOAT, &shape));
     }
 
     /// The finished graph, after checking that every state-dict tensor became an initializer.
-    pub(crate) fn finish(mut self, name: &str) -> Result<Graph, OnnxError> {
+    pub(crate) fn finish(mut self, name: &str) -> Result<GraphProto, OnnxError> {
         let unused: Vec<&str> = self
             .state
             .keys()
@@ -209,53 +234,164 @@ impl GraphBuilder {
     }
 }
 
-fn attribute(name: &str, value: &Attr) -> Attribute {
-    let mut a = Attribute {
-        name: name.to_string(),
-        ..Attribute::default()
-    };
-    match value {
+/// `AttributeProto` field numbers of the two scalar values, for [`attribute`].
+const ATTRIBUTE_F: u32 = 2;
+const ATTRIBUTE_I: u32 = 3;
+
+/// An attribute of a node.
+///
+/// onnx-ir generates the messages from a proto3 copy of `onnx.proto`, whose encoder leaves out
+/// scalars equal to their default. ONNX's own `onnx.proto` is proto2, where a reader can ask
+/// whether `i` was written (`has_i()`), and `torch.onnx.export` always writes it. ONNX 1.23
+/// and ONNX Runtime 1.32 read an absent `i` as 0, but a reader that checks presence may take
+/// it as "use the operator's default" (1 for `keepdims`). So a zero `i` or `f` is still
+/// written, as before the switch to onnx-ir: as an unknown field under its own field number,
+/// which every parser (ours included) reads back into `i`/`f`.
+fn attribute(name: &str, value: &Attr) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_string();
+    let kind = match value {
         Attr::Int(i) => {
-            a.r#type = attribute_type::INT;
             a.i = *i;
+            if *i == 0 {
+                a.special_fields
+                    .mut_unknown_fields()
+                    .add_varint(ATTRIBUTE_I, 0);
+            }
+            AttributeType::INT
         }
         Attr::Float(f) => {
-            a.r#type = attribute_type::FLOAT;
             a.f = *f;
+            // -0.0 == 0.0, and the encoder leaves out both.
+            if *f == 0.0 {
+                a.special_fields
+                    .mut_unknown_fields()
+                    .add_fixed32(ATTRIBUTE_F, f.to_bits());
+            }
+            AttributeType::FLOAT
         }
         Attr::Ints(ints) => {
-            a.r#type = attribute_type::INTS;
             a.ints = ints.clone();
+            AttributeType::INTS
         }
         Attr::Str(s) => {
-            a.r#type = attribute_type::STRING;
-            a.s = s.as_bytes().to_vec();
+            a.s = s.as_bytes().to_vec().into();
+            AttributeType::STRING
         }
-    }
+    };
+    a.type_ = kind.into();
     a
 }
 
-/// A state-dict tensor as a FLOAT initializer (little-endian `raw_data`).
-fn float_tensor(key: &str, data: &TensorData) -> Result<Tensor, String> {
+/// An empty tensor of `data_type` and `shape` named `name` (empty for a `Constant`'s value),
+/// for the caller to fill one of the data fields of.
+pub(crate) fn tensor(name: &str, shape: &[usize], data_type: i32) -> TensorProto {
+    let mut tensor = TensorProto::new();
+    tensor.name = name.to_string();
+    tensor.dims = shape.iter().map(|&d| d as i64).collect();
+    tensor.data_type = data_type;
+    tensor
+}
+
+/// A FLOAT tensor with its values as little-endian `raw_data` (as PyTorch's exporter writes
+/// them: compact, and read without per-value decoding).
+pub(crate) fn f32_tensor(name: &str, shape: &[usize], values: &[f32]) -> TensorProto {
+    let mut tensor = tensor(name, shape, data_type::FLOAT);
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    tensor.raw_data = raw.into();
+    tensor
+}
+
+/// A state-dict tensor as a FLOAT initializer.
+fn float_tensor(key: &str, data: &TensorData) -> Result<TensorProto, String> {
     let values = data.try_to_vec_as::<f32>().map_err(|e| {
         format!(
             "tensor `{key}` ({:?}) cannot be read as f32: {e:?}",
             data.dtype()
         )
     })?;
-    Ok(Tensor {
-        dims: data.shape().iter().map(|&d| d as i64).collect(),
-        data_type: data_type::FLOAT,
-        name: key.to_string(),
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Tensor::default()
-    })
+    Ok(f32_tensor(key, data.shape(), &values))
+}
+
+/// A graph input or output: a tensor of `elem_type` with `shape`.
+pub(crate) fn value_info(name: &str, elem_type: i32, shape: &[Dim]) -> ValueInfoProto {
+    let mut info = ValueInfoProto::new();
+    info.name = name.to_string();
+    let tensor_type = info.type_.mut_or_insert_default().mut_tensor_type();
+    tensor_type.elem_type = elem_type;
+    let dims = &mut tensor_type.shape.mut_or_insert_default().dim;
+    for d in shape {
+        // `tensor_shape_proto::Dimension` is not re-exported: push a default one and set it.
+        dims.push(Default::default());
+        if let Some(dim) = dims.last_mut() {
+            match d {
+                Dim::Value(v) => dim.set_dim_value(*v),
+                Dim::Param(p) => dim.set_dim_param(p.clone()),
+            }
+        }
+    }
+    info
+}
+
+/// The shape of a graph input or output, `None` when it has none (tests read the exported
+/// graphs back with it).
+#[cfg(test)]
+pub(crate) fn shape_of(info: &ValueInfoProto) -> Option<Vec<Dim>> {
+    let shape = info.type_.as_ref()?.tensor_type().shape.as_ref()?;
+    let dims = shape.dim.iter().map(|d| {
+        if d.has_dim_param() {
+            Dim::Param(d.dim_param().to_string())
+        } else {
+            Dim::Value(d.dim_value())
+        }
+    });
+    Some(dims.collect())
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use onnx_ir::Message;
+
+    #[test]
+    fn value_infos_and_attributes_survive_the_protobuf_round_trip() {
+        let shape = [Dim::Param("batch".into()), Dim::Value(0), Dim::Value(3)];
+        let info = value_info("x", data_type::INT64, &shape);
+        let back = ValueInfoProto::parse_from_bytes(&info.write_to_bytes().unwrap()).unwrap();
+        assert_eq!(back.name, "x");
+        assert_eq!(back.type_.tensor_type().elem_type, data_type::INT64);
+        // A zero dimension is a fixed size, not an unset one.
+        assert_eq!(shape_of(&back).unwrap(), shape);
+        for (value, kind) in [
+            (Attr::Int(-2), AttributeType::INT),
+            (Attr::Float(0.5), AttributeType::FLOAT),
+            (Attr::Ints(vec![1, -1]), AttributeType::INTS),
+            (Attr::Str("forward"), AttributeType::STRING),
+        ] {
+            let a = attribute("a", &value);
+            let back = AttributeProto::parse_from_bytes(&a.write_to_bytes().unwrap()).unwrap();
+            assert_eq!(back.type_.enum_value(), Ok(kind));
+            assert_eq!(back, a);
+        }
+    }
+
+    #[test]
+    fn zero_scalar_attributes_are_written_explicitly() {
+        // `keepdims = 0`: name (field 1), type INT (field 20 = 2), then i (field 3) = 0.
+        let keepdims = attribute("k", &Attr::Int(0)).write_to_bytes().unwrap();
+        assert_eq!(keepdims, [0x0a, 1, b'k', 0xa0, 0x01, 2, 0x18, 0]);
+        let back = AttributeProto::parse_from_bytes(&keepdims).unwrap();
+        assert_eq!(
+            (back.i, back.type_.enum_value()),
+            (0, Ok(AttributeType::INT))
+        );
+        // `f = -0.0` keeps its sign bit.
+        let f = attribute("f", &Attr::Float(-0.0)).write_to_bytes().unwrap();
+        assert_eq!(f[f.len() - 5..], [0x15, 0, 0, 0, 0x80]);
+        let back = AttributeProto::parse_from_bytes(&f).unwrap();
+        assert!(back.f == 0.0 && back.f.is_sign_negative());
+    }
 
     fn state() -> StateDict {
         let mut state = StateDict::new("test");
@@ -280,7 +416,7 @@ mod tests {
         let graph = b.finish("g").unwrap();
         assert_eq!(graph.initializer.len(), 2);
         // f64 weights are written as f32.
-        assert_eq!(graph.initializer[1].raw_data, 0.5f32.to_le_bytes());
+        assert_eq!(graph.initializer[1].raw_data[..], 0.5f32.to_le_bytes());
         assert_eq!(graph.node[2].output, ["logits"]);
         assert_eq!(graph.node[1].name, "/fc/Relu");
         assert_eq!(graph.node[2].name, "/fc/Relu_1");

@@ -21,7 +21,7 @@ pub enum OnnxError {
     Decode {
         /// The file.
         path: String,
-        /// What the decoder found wrong, with the field it was reading.
+        /// What was wrong: the protobuf parser's error, or the part of the model missing.
         reason: String,
     },
     /// An initializer cannot become a state-dict tensor (a non-float type, external data, or

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use dl_models::{Cnn, LstmClassifier, LstmForecaster, Mlp, ScratchMlp, TransformerClassifier};
+use onnx_ir::{GraphProto, Message, ModelProto};
 
 use super::error::OnnxError;
 use super::graphs;
-use super::proto::{Graph, Model, OpsetId};
 use crate::pytorch::PytorchModel;
 
 /// The ONNX operator set the graphs are written in.
@@ -118,26 +118,32 @@ pub trait OnnxExport: PytorchModel {
     fn to_onnx_bytes(&self, options: &OnnxExportOptions) -> Result<Vec<u8>, OnnxError>;
 }
 
-/// Wrap a graph into a model with the opset and producer.
-fn model_bytes(graph: Graph, model: &str, options: &OnnxExportOptions) -> Vec<u8> {
-    let doc_string = options.doc_string.clone().unwrap_or_else(|| {
+/// Wrap a graph into a model with the opset and producer, as protobuf bytes.
+fn model_bytes(
+    graph: GraphProto,
+    model: &str,
+    options: &OnnxExportOptions,
+) -> Result<Vec<u8>, OnnxError> {
+    let mut proto = ModelProto::new();
+    proto.ir_version = IR_VERSION;
+    // The default domain (`ai.onnx`) is the empty string.
+    proto.opset_import.push(Default::default());
+    if let Some(opset) = proto.opset_import.last_mut() {
+        opset.version = ONNX_OPSET;
+    }
+    proto.producer_name = "dl-rs".into();
+    proto.producer_version = env!("CARGO_PKG_VERSION").into();
+    proto.doc_string = options.doc_string.clone().unwrap_or_else(|| {
         format!(
             "dl-rs {model} (inference graph, weights under PyTorch state-dict names), written by \
              dl-io"
         )
     });
-    Model {
-        ir_version: IR_VERSION,
-        opset_import: vec![OpsetId {
-            domain: String::new(),
-            version: ONNX_OPSET,
-        }],
-        producer_name: "dl-rs".into(),
-        producer_version: env!("CARGO_PKG_VERSION").into(),
-        doc_string,
-        graph: Some(graph),
-    }
-    .encode()
+    proto.graph = Some(graph).into();
+    // The one failure is a model over protobuf's 2 GiB message limit, which no reader accepts.
+    proto
+        .write_to_bytes()
+        .map_err(|e| OnnxError::unsupported(model, format!("cannot encode the model: {e}")))
 }
 
 macro_rules! onnx_export {
@@ -145,7 +151,7 @@ macro_rules! onnx_export {
         impl OnnxExport for $model {
             fn to_onnx_bytes(&self, options: &OnnxExportOptions) -> Result<Vec<u8>, OnnxError> {
                 options.check($name)?;
-                Ok(model_bytes($graph(self, options)?, $name, options))
+                model_bytes($graph(self, options)?, $name, options)
             }
         }
     };
@@ -205,28 +211,30 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::onnx::proto::{Dim, Node};
+    use crate::onnx::builder::{Dim, shape_of};
     use crate::to_pytorch_state_dict;
     use dl_core::BackendKind;
     use dl_models::{
         CnnConfig, LstmClassifierConfig, MlpConfig, ScratchMlpConfig, ScratchOutput,
         TransformerClassifierConfig,
     };
+    use onnx_ir::NodeProto as Node;
     use std::collections::BTreeSet;
+
+    type Graph = GraphProto;
 
     fn decode<M: OnnxExport>(model: &M, options: &OnnxExportOptions) -> Graph {
         let bytes = model.to_onnx_bytes(options).unwrap();
-        let decoded = Model::decode(&bytes).unwrap();
+        let decoded = ModelProto::parse_from_bytes(&bytes).unwrap();
         assert_eq!(decoded.ir_version, IR_VERSION);
-        assert_eq!(
-            decoded.opset_import,
-            [OpsetId {
-                domain: String::new(),
-                version: 17
-            }]
-        );
+        let opsets: Vec<(&str, i64)> = decoded
+            .opset_import
+            .iter()
+            .map(|o| (o.domain.as_str(), o.version))
+            .collect();
+        assert_eq!(opsets, [("", 17)]);
         assert_eq!(decoded.producer_name, "dl-rs");
-        decoded.graph.unwrap()
+        decoded.graph.into_option().unwrap()
     }
 
     /// Every node input is a graph input, an initializer or an earlier node's output (the
@@ -286,17 +294,17 @@ mod tests {
         assert_eq!(graph.name, "Mlp");
         assert_eq!(graph.input[0].name, "input");
         assert_eq!(
-            graph.input[0].shape,
+            shape_of(&graph.input[0]),
             Some(vec![Dim::Param("batch".into()), Dim::Value(6)])
         );
         assert_eq!(graph.output[0].name, "logits");
         assert_eq!(
-            graph.output[0].shape,
+            shape_of(&graph.output[0]),
             Some(vec![Dim::Param("batch".into()), Dim::Value(3)])
         );
         // A fixed batch replaces the symbol.
         let graph = decode(&model, &OnnxExportOptions::new().with_batch_size(2));
-        assert_eq!(graph.input[0].shape.as_ref().unwrap()[0], Dim::Value(2));
+        assert_eq!(shape_of(&graph.input[0]).unwrap()[0], Dim::Value(2));
     }
 
     #[test]
@@ -319,11 +327,11 @@ mod tests {
         let conv = node(&graph, "Conv");
         let pads = conv.attribute.iter().find(|a| a.name == "pads").unwrap();
         assert_eq!(pads.ints, [1, 1, 1, 1]);
-        let shape = graph.input[0].shape.clone().unwrap();
+        let shape = shape_of(&graph.input[0]).unwrap();
         assert_eq!(shape[2], Dim::Param("height".into()));
         // 28 -> 14 -> 7 -> 3: 4 * 3 * 3 = 36 features, fc1's input.
         let graph = decode(&model, &OnnxExportOptions::new().with_image_size(28, 31));
-        assert_eq!(graph.input[0].shape.as_ref().unwrap()[3], Dim::Value(31));
+        assert_eq!(shape_of(&graph.input[0]).unwrap()[3], Dim::Value(31));
         let err = model
             .to_onnx_bytes(&OnnxExportOptions::new().with_image_size(32, 32))
             .unwrap_err();
@@ -351,7 +359,7 @@ mod tests {
         assert_eq!(lstms[0].input.len(), 4);
         assert_eq!(lstms[2].output.len(), 2);
         assert_eq!(
-            graph.input[0].shape,
+            shape_of(&graph.input[0]),
             Some(vec![
                 Dim::Param("batch".into()),
                 Dim::Param("sequence".into()),

@@ -14,10 +14,11 @@ use dl_models::{
     TransformerClassifier,
 };
 
-use super::builder::{Attr, GraphBuilder};
+use onnx_ir::GraphProto;
+
+use super::builder::{Attr, Dim, GraphBuilder, data_type};
 use super::error::OnnxError;
 use super::export::OnnxExportOptions;
-use super::proto::{Dim, Graph, data_type};
 use crate::pytorch::{PytorchModel, to_pytorch_state_dict};
 
 type Result<T> = std::result::Result<T, OnnxError>;
@@ -113,7 +114,7 @@ fn linear_keys<M: PytorchModel>(path: &str, linear: &Linear) -> (String, Option<
 
 // ---- MLP -------------------------------------------------------------------------------------
 
-pub(crate) fn mlp(model: &Mlp, options: &OnnxExportOptions) -> Result<Graph> {
+pub(crate) fn mlp(model: &Mlp, options: &OnnxExportOptions) -> Result<GraphProto> {
     let mut b = GraphBuilder::new("Mlp", to_pytorch_state_dict(model));
     if model.layers.is_empty() {
         return Err(b.unsupported("the MLP has no layers"));
@@ -272,7 +273,7 @@ fn max_pool(
     Ok(b.node(scope, "MaxPool", &[x], &attributes))
 }
 
-pub(crate) fn cnn(model: &Cnn, options: &OnnxExportOptions) -> Result<Graph> {
+pub(crate) fn cnn(model: &Cnn, options: &OnnxExportOptions) -> Result<GraphProto> {
     let mut b = GraphBuilder::new("Cnn", to_pytorch_state_dict(model));
     let conv1 = b.shape(&key::<Cnn>("conv1.weight"))?;
     let channels = conv1[1] * model.conv1.groups;
@@ -397,7 +398,7 @@ fn lstm_layer<M: PytorchModel>(
     }
 }
 
-pub(crate) fn lstm(model: &LstmClassifier, options: &OnnxExportOptions) -> Result<Graph> {
+pub(crate) fn lstm(model: &LstmClassifier, options: &OnnxExportOptions) -> Result<GraphProto> {
     lstm_then_linear(
         model,
         &model.lstm,
@@ -411,7 +412,7 @@ pub(crate) fn lstm(model: &LstmClassifier, options: &OnnxExportOptions) -> Resul
 pub(crate) fn lstm_forecaster(
     model: &LstmForecaster,
     options: &OnnxExportOptions,
-) -> Result<Graph> {
+) -> Result<GraphProto> {
     lstm_then_linear(
         model,
         &model.lstm,
@@ -432,7 +433,7 @@ fn lstm_then_linear<M: PytorchModel>(
     output: &str,
     name: &str,
     options: &OnnxExportOptions,
-) -> Result<Graph> {
+) -> Result<GraphProto> {
     let mut b = GraphBuilder::new(name, to_pytorch_state_dict(model));
     if lstm.bidirectional {
         return Err(b.unsupported("a bidirectional LSTM (the models' LSTMs are unidirectional)"));
@@ -584,7 +585,7 @@ fn block(b: &mut GraphBuilder, x: &str, i: usize, block: &TransformerBlock) -> R
 pub(crate) fn transformer(
     model: &TransformerClassifier,
     options: &OnnxExportOptions,
-) -> Result<Graph> {
+) -> Result<GraphProto> {
     let mut b = GraphBuilder::new("TransformerClassifier", to_pytorch_state_dict(model));
     let table = &model.pos_encoding;
     let (max_len, d) = (table.max_seq_length(), table.d_model());
@@ -659,7 +660,7 @@ pub(crate) fn transformer(
 
 // ---- ScratchMlp ------------------------------------------------------------------------------
 
-pub(crate) fn scratch(model: &ScratchMlp, options: &OnnxExportOptions) -> Result<Graph> {
+pub(crate) fn scratch(model: &ScratchMlp, options: &OnnxExportOptions) -> Result<GraphProto> {
     let mut b = GraphBuilder::new("ScratchMlp", to_pytorch_state_dict(model));
     let layers = model.weights.len();
     if layers == 0 || model.biases.len() != layers {

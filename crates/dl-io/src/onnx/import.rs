@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::TensorData;
+use onnx_ir::{GraphProto, Message, ModelProto, TensorProto};
 
+use super::builder::data_type;
 use super::error::OnnxError;
-use super::proto::{Graph, Model, Tensor, data_type};
 use super::torch_names;
 use crate::dtype::{ByteOrder, FloatDtype, float_tensor};
 use crate::state_dict::StateDict;
@@ -54,8 +55,10 @@ impl StateDict {
     /// * Weights in external files, and data that does not fill the declared shape, are
     ///   [`OnnxError::Initializer`] errors naming the initializer.
     ///
-    /// The decoder never allocates by a length it read before checking it against the
-    /// bytes that remain; anything that is not an ONNX model is [`OnnxError::Decode`].
+    /// The bytes are parsed by the `protobuf` crate (through onnx-ir), which checks every
+    /// length it reads against the bytes that remain, caps what it reserves ahead, and stops
+    /// at a nesting depth of 100; anything that is not an ONNX model is
+    /// [`OnnxError::Decode`].
     ///
     /// ```
     /// let err = dl_io::StateDict::from_onnx_bytes(b"not onnx", "x.onnx").unwrap_err();
@@ -70,17 +73,21 @@ impl StateDict {
         if bytes.is_empty() {
             return Err(decode("the file is empty (0 bytes)".into()));
         }
-        let model = Model::decode(bytes).map_err(decode)?;
-        let Some(graph) = model.graph else {
+        let model = ModelProto::parse_from_bytes(bytes).map_err(|e| {
+            decode(format!(
+                "its bytes do not parse as a protobuf ModelProto ({e})"
+            ))
+        })?;
+        let Some(graph) = model.graph.as_ref() else {
             return Err(decode(
-                "it has no graph (ModelProto field 7); expected an ONNX model".into(),
+                "it has no graph (ModelProto.graph); expected an ONNX model".into(),
             ));
         };
-        read_initializers(&graph, &source)
+        read_initializers(graph, &source)
     }
 }
 
-fn read_initializers(graph: &Graph, source: &str) -> Result<StateDict, OnnxError> {
+fn read_initializers(graph: &GraphProto, source: &str) -> Result<StateDict, OnnxError> {
     let mut state = StateDict::new(source);
     let mut skipped = Vec::new();
     for tensor in &graph.initializer {
@@ -118,7 +125,7 @@ fn read_initializers(graph: &Graph, source: &str) -> Result<StateDict, OnnxError
 
 /// `torch.onnx.export` keeps one copy of equal parameters and names the others with
 /// `Identity` nodes (`norm2.weight = Identity(norm1.weight)`); give each its own entry.
-fn add_identity_aliases(graph: &Graph, state: &mut StateDict) {
+fn add_identity_aliases(graph: &GraphProto, state: &mut StateDict) {
     let mut aliases = BTreeMap::new();
     for node in &graph.node {
         if node.op_type != "Identity" || !node.domain.is_empty() {
@@ -144,9 +151,10 @@ fn add_identity_aliases(graph: &Graph, state: &mut StateDict) {
 /// The initializer as f32 data with an optional conversion note, or `None` for non-float
 /// types.
 fn tensor_data(
-    tensor: &Tensor,
+    tensor: &TensorProto,
 ) -> Result<Option<(TensorData, FloatDtype, Option<String>)>, String> {
-    if tensor.data_location == 1 || tensor.has_external_data {
+    // `DataLocation::EXTERNAL` is 1 (the enum is not re-exported by onnx-ir).
+    if tensor.data_location.value() == 1 || !tensor.external_data.is_empty() {
         return Err(
             "its data is in an external file (save the model with the weights inside)".into(),
         );
@@ -212,65 +220,41 @@ fn tensor_data(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::onnx::proto::{Model, Node};
+    use crate::onnx::builder::{f32_tensor, tensor};
+    use onnx_ir::NodeProto;
 
-    fn model_with(initializer: Vec<Tensor>, node: Vec<Node>) -> Vec<u8> {
-        Model {
-            ir_version: 8,
-            graph: Some(Graph {
-                initializer,
-                node,
-                ..Graph::default()
-            }),
-            ..Model::default()
-        }
-        .encode()
+    fn model_with(initializer: Vec<TensorProto>, node: Vec<NodeProto>) -> Vec<u8> {
+        let mut graph = GraphProto::new();
+        graph.initializer = initializer;
+        graph.node = node;
+        let mut model = ModelProto::new();
+        model.ir_version = 8;
+        model.graph = Some(graph).into();
+        model.write_to_bytes().unwrap()
     }
 
-    fn float(name: &str, dims: Vec<i64>, values: &[f32]) -> Tensor {
-        Tensor {
-            name: name.into(),
-            dims,
-            data_type: data_type::FLOAT,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Tensor::default()
-        }
+    fn float(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+        f32_tensor(name, dims, values)
     }
 
     #[test]
     fn every_float_encoding_is_read() {
+        let mut typed = tensor("typed", &[2], data_type::FLOAT);
+        typed.float_data = vec![0.5, 3.0];
+        let mut double = tensor("double", &[1], data_type::DOUBLE);
+        double.double_data = vec![0.25];
+        // FLOAT16 -1.5 = 0xBE00, stored as int32 bits.
+        let mut half = tensor("half", &[1], data_type::FLOAT16);
+        half.int32_data = vec![0xBE00];
+        let mut shape = tensor("shape", &[2], data_type::INT64);
+        shape.int64_data = vec![1, -1];
         let bytes = model_with(
             vec![
-                float("raw", vec![2, 1], &[1.0, -2.0]),
-                Tensor {
-                    name: "typed".into(),
-                    dims: vec![2],
-                    data_type: data_type::FLOAT,
-                    float_data: vec![0.5, 3.0],
-                    ..Tensor::default()
-                },
-                Tensor {
-                    name: "double".into(),
-                    dims: vec![1],
-                    data_type: data_type::DOUBLE,
-                    double_data: vec![0.25],
-                    ..Tensor::default()
-                },
-                // FLOAT16 -1.5 = 0xBE00, stored as int32 bits.
-                Tensor {
-                    name: "half".into(),
-                    dims: vec![1],
-                    data_type: data_type::FLOAT16,
-                    int32_data: vec![0xBE00],
-                    ..Tensor::default()
-                },
-                Tensor {
-                    name: "shape".into(),
-                    dims: vec![2],
-                    data_type: data_type::INT64,
-                    int64_data: vec![1, -1],
-                    ..Tensor::default()
-                },
+                float("raw", &[2, 1], &[1.0, -2.0]),
+                typed,
+                double,
+                half,
+                shape,
             ],
             vec![],
         );
@@ -300,15 +284,11 @@ mod tests {
 
     #[test]
     fn identity_nodes_name_shared_weights() {
-        let bytes = model_with(
-            vec![float("norm1.weight", vec![1], &[1.0])],
-            vec![Node {
-                op_type: "Identity".into(),
-                input: vec!["norm1.weight".into()],
-                output: vec!["norm2.weight".into()],
-                ..Node::default()
-            }],
-        );
+        let mut identity = NodeProto::new();
+        identity.op_type = "Identity".into();
+        identity.input = vec!["norm1.weight".into()];
+        identity.output = vec!["norm2.weight".into()];
+        let bytes = model_with(vec![float("norm1.weight", &[1], &[1.0])], vec![identity]);
         let state = StateDict::from_onnx_bytes(&bytes, "m").unwrap();
         assert_eq!(
             state.keys().collect::<Vec<_>>(),
@@ -323,30 +303,24 @@ mod tests {
 
     #[test]
     fn bad_initializers_are_named() {
+        let mut negative = float("w", &[1], &[1.0]);
+        negative.dims = vec![-1];
+        // `data_location: EXTERNAL` (field 14 = 1, appended: the enum is not re-exported),
+        // and an `external_data` entry without it.
+        let mut location = float("w", &[1], &[1.0]).write_to_bytes().unwrap();
+        location.extend([14 << 3, 1]);
+        let location = TensorProto::parse_from_bytes(&location).unwrap();
+        let mut entries = float("w", &[1], &[1.0]);
+        entries.external_data.push(Default::default());
+        let mut complex = float("w", &[1], &[]);
+        complex.data_type = 14;
         let cases = [
-            (float("w", vec![3], &[1.0]), "shape [3] of F32 but 4 bytes"),
-            (float("w", vec![-1], &[1.0]), "negative dimension"),
-            (
-                Tensor {
-                    data_location: 1,
-                    ..float("w", vec![1], &[1.0])
-                },
-                "external file",
-            ),
-            (
-                Tensor {
-                    data_type: 14,
-                    ..float("w", vec![1], &[])
-                },
-                "COMPLEX64",
-            ),
-            (
-                Tensor {
-                    raw_data: vec![],
-                    ..float("w", vec![2], &[])
-                },
-                "needs 2 values but 0",
-            ),
+            (float("w", &[3], &[1.0]), "shape [3] of F32 but 4 bytes"),
+            (negative, "negative dimension"),
+            (location, "external file"),
+            (entries, "external file"),
+            (complex, "COMPLEX64"),
+            (float("w", &[2], &[]), "needs 2 values but 0"),
         ];
         for (tensor, expected) in cases {
             let bytes = model_with(vec![tensor], vec![]);
@@ -358,7 +332,7 @@ mod tests {
             );
         }
         let twice = model_with(
-            vec![float("w", vec![1], &[1.0]), float("w", vec![1], &[2.0])],
+            vec![float("w", &[1], &[1.0]), float("w", &[1], &[2.0])],
             vec![],
         );
         let err = StateDict::from_onnx_bytes(&twice, "m").unwrap_err();
@@ -371,7 +345,18 @@ mod tests {
             (&b""[..], "empty"),
             (&b"{\"a\": 1}"[..], "not a valid ONNX model"),
             (&[0x08, 0x08][..], "no graph"),
-            (&[0x3a, 0x05, 0x0a][..], "runs past the end"),
+            // ModelProto.graph claiming 5 bytes with 1 present.
+            (
+                &[0x3a, 0x05, 0x0a][..],
+                "do not parse as a protobuf ModelProto",
+            ),
+            // A length that overflows: ten bytes of varint.
+            (
+                &[
+                    0x3a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ][..],
+                "ModelProto",
+            ),
         ] {
             let err = StateDict::from_onnx_bytes(bytes, "f.bin").unwrap_err();
             let text = err.to_string();
@@ -381,5 +366,28 @@ mod tests {
             );
             assert!(text.starts_with("f.bin: "), "{text}");
         }
+    }
+
+    #[test]
+    fn deeply_nested_graphs_stop_at_the_recursion_limit() {
+        // An `If` whose `then_branch` graph holds an `If` whose …: 200 levels, each a
+        // GraphProto inside a NodeProto inside an AttributeProto.
+        let mut graph = GraphProto::new();
+        for _ in 0..200 {
+            let mut attribute = onnx_ir::AttributeProto::new();
+            attribute.name = "then_branch".into();
+            attribute.g = Some(graph).into();
+            let mut node = NodeProto::new();
+            node.op_type = "If".into();
+            node.attribute.push(attribute);
+            graph = GraphProto::new();
+            graph.node.push(node);
+        }
+        let mut model = ModelProto::new();
+        model.graph = Some(graph).into();
+        let bytes = model.write_to_bytes().unwrap();
+        let err = StateDict::from_onnx_bytes(&bytes, "deep.onnx").unwrap_err();
+        assert!(matches!(err, OnnxError::Decode { .. }), "{err}");
+        assert!(err.to_string().contains("recursion limit"), "{err}");
     }
 }

@@ -17,10 +17,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::TensorData;
-
-use super::proto::{Graph, Node};
 use crate::state_dict::StateDict;
+use burn::tensor::TensorData;
+use onnx_ir::{GraphProto as Graph, NodeProto as Node};
 
 const GENERATED: &str = "onnx::";
 
@@ -173,7 +172,7 @@ fn recover_lstm_weights(
             .attribute
             .iter()
             .find(|a| a.name == "direction")
-            .map(|a| a.s.as_slice())
+            .map(|a| &a.s[..])
         {
             None | Some(b"forward") => 1,
             Some(b"bidirectional") => 2,
@@ -224,7 +223,7 @@ fn recover_lstm_weights(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::onnx::proto::{Attribute, attribute_type};
+    use onnx_ir::{AttributeProto, AttributeType};
 
     #[test]
     fn scope_names_become_module_paths() {
@@ -238,13 +237,18 @@ mod tests {
     }
 
     fn node(op: &str, name: &str, input: &[&str], output: &[&str]) -> Node {
-        Node {
-            op_type: op.into(),
-            name: name.into(),
-            input: input.iter().map(|s| s.to_string()).collect(),
-            output: output.iter().map(|s| s.to_string()).collect(),
-            ..Node::default()
-        }
+        let mut node = Node::new();
+        node.op_type = op.into();
+        node.name = name.into();
+        node.input = input.iter().map(|s| s.to_string()).collect();
+        node.output = output.iter().map(|s| s.to_string()).collect();
+        node
+    }
+
+    fn graph(node: Vec<Node>) -> Graph {
+        let mut graph = Graph::new();
+        graph.node = node;
+        graph
     }
 
     #[test]
@@ -256,18 +260,15 @@ mod tests {
             TensorData::new(vec![1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0], [3, 2]),
         );
         state.insert("ff.0.bias", TensorData::new(vec![0.0f32, 0.0], [2]));
-        let graph = Graph {
-            node: vec![
-                node(
-                    "MatMul",
-                    "/ff/ff.0/MatMul",
-                    &["x", "onnx::MatMul_7"],
-                    &["y"],
-                ),
-                node("Add", "/ff/ff.0/Add", &["ff.0.bias", "y"], &["z"]),
-            ],
-            ..Graph::default()
-        };
+        let graph = graph(vec![
+            node(
+                "MatMul",
+                "/ff/ff.0/MatMul",
+                &["x", "onnx::MatMul_7"],
+                &["y"],
+            ),
+            node("Add", "/ff/ff.0/Add", &["ff.0.bias", "y"], &["z"]),
+        ]);
         recover(&graph, &mut state);
         assert_eq!(
             state.keys().collect::<Vec<_>>(),
@@ -303,16 +304,12 @@ mod tests {
             &["x", "onnx::LSTM_1", "onnx::LSTM_2", "onnx::LSTM_3"],
             &["y"],
         );
-        lstm.attribute.push(Attribute {
-            name: "direction".into(),
-            r#type: attribute_type::STRING,
-            s: b"forward".to_vec(),
-            ..Attribute::default()
-        });
-        let graph = Graph {
-            node: vec![lstm],
-            ..Graph::default()
-        };
+        let mut direction = AttributeProto::new();
+        direction.name = "direction".into();
+        direction.type_ = AttributeType::STRING.into();
+        direction.s = b"forward".to_vec().into();
+        lstm.attribute.push(direction);
+        let graph = graph(vec![lstm]);
         recover(&graph, &mut state);
         let values = |k: &str| state.get(k).unwrap().try_to_vec::<f32>().unwrap();
         assert_eq!(values("lstm.weight_ih_l0"), [1.0, 3.0, 4.0, 2.0]);
@@ -331,13 +328,10 @@ mod tests {
         let mut state = StateDict::new("m");
         state.insert("w", TensorData::new(vec![1.0f32], [1, 1]));
         state.insert("fc.bias", TensorData::new(vec![0.0f32], [1]));
-        let graph = Graph {
-            node: vec![
-                node("MatMul", "/fc/MatMul", &["x", "w"], &["y"]),
-                node("Add", "/fc/Add", &["y", "fc.bias"], &["z"]),
-            ],
-            ..Graph::default()
-        };
+        let graph = graph(vec![
+            node("MatMul", "/fc/MatMul", &["x", "w"], &["y"]),
+            node("Add", "/fc/Add", &["y", "fc.bias"], &["z"]),
+        ]);
         recover(&graph, &mut state);
         assert_eq!(state.keys().collect::<Vec<_>>(), ["fc.bias", "w"]);
         assert!(state.notes().is_empty());

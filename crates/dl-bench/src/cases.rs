@@ -73,9 +73,7 @@ fn model_case(case: &Case, device: &Device) -> Result<Iteration> {
             let config = TransformerClassifierConfig::new();
             let model = config.init(device)?;
             let tokens = TransformerInput::Tokens(ints([b, t], config.vocab_size, device));
-            run_model(case.step, model, tokens, target, |m, x| {
-                m.forward(x).unwrap_or_else(|e| panic!("{e}"))
-            })
+            run_model(case.step, model, tokens, target, |m, x| m.forward(x))
         }
         layer => Err(dl_core::Error::invalid(
             "benchmark subject",
@@ -216,7 +214,7 @@ where
         let current = model.take().ok_or_else(|| {
             dl_core::Error::invalid("benchmark model", "a model", "none after a failed step")
         })?;
-        let loss = criterion.forward(forward(&current, input.clone()), target.clone())?;
+        let loss = criterion.try_forward(forward(&current, input.clone()), target.clone())?;
         let grads = GradientsParams::from_grads(loss.backward(), &current);
         model = Some(optimizer.step(LEARNING_RATE, current, grads));
         Ok(loss.into_scalar::<f32>())

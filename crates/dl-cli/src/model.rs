@@ -224,7 +224,7 @@ impl DigitModel {
             }
             Net::Cnn(m) => m.try_forward(flat().reshape([n, 1, SIDE, SIDE]))?,
             Net::Lstm(m) => m.try_forward(flat().reshape([n, SIDE, SIDE]))?,
-            Net::Transformer(m) => m.forward(TransformerInput::Patches(patches(flat())))?,
+            Net::Transformer(m) => m.try_forward(TransformerInput::Patches(patches(flat())))?,
             Net::Forecast(_) => bail!(
                 "the `forecast` model predicts CO2 values, not digit classes: expected a digit model"
             ),
@@ -280,7 +280,7 @@ impl DigitModel {
         device: &Device,
     ) -> Result<(Tensor<2>, Vec<Tensor<4>>)> {
         match &self.net {
-            Net::Transformer(m) => Ok(m.forward_with_attention(TransformerInput::Patches(
+            Net::Transformer(m) => Ok(m.try_forward_with_attention(TransformerInput::Patches(
                 patches(tensor2(images, n, device)),
             ))?),
             _ => bail!(

@@ -40,7 +40,7 @@ pub fn evaluate(
         }
         let logits = model.logits(&batch.images, n, device)?;
         let loss = criterion
-            .forward(logits.clone(), label_tensor(&batch.labels, device))?
+            .try_forward(logits.clone(), label_tensor(&batch.labels, device))?
             .into_scalar::<f32>();
         loss_sum += f64::from(loss) * n as f64;
         for (&label, predicted) in batch.labels.iter().zip(predictions(logits)) {

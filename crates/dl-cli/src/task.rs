@@ -74,7 +74,7 @@ impl Task {
                 data,
                 train,
                 val,
-                criterion: MseLossConfig::new().init(),
+                criterion: MseLossConfig::new().init()?,
             });
         }
         let (train, val) = Digits::load(&config.data, Split::Train, config.limit)?
@@ -125,7 +125,7 @@ impl Task {
                     .int()
                     .sum()
                     .float();
-                let loss = criterion.forward(logits, labels)?;
+                let loss = criterion.try_forward(logits, labels)?;
                 Ok(BatchLoss { loss, score })
             }
             Self::Forecast {
@@ -140,7 +140,7 @@ impl Task {
                 let predicted = model.forecast(&inputs, n, data.window, device)?;
                 let truth = Tensor::<2>::from_data(TensorData::new(truth, [n, 1]), device);
                 let score = predicted.clone().sub(truth.clone()).abs().sum().detach();
-                let loss = criterion.forward(predicted, truth)?;
+                let loss = criterion.try_forward(predicted, truth)?;
                 Ok(BatchLoss { loss, score })
             }
         }

@@ -189,7 +189,7 @@ fn burn_logits(architecture: &str, config: &Value, path: &Path, input: TensorDat
                 serde_json::from_value(parse(config)).unwrap();
             let (m, _) = dl_io::load_pytorch_file(config.init(&device).unwrap(), path).unwrap();
             let tokens = Tensor::<2, Int>::from_data(input, &device);
-            m.forward(TransformerInput::Tokens(tokens)).unwrap()
+            m.try_forward(TransformerInput::Tokens(tokens)).unwrap()
         }
         other => panic!("no forward pass for {other}"),
     };

@@ -230,7 +230,7 @@ fn attention_json_holds_the_models_own_weights_and_the_picture_draws_them() {
         }
         let input = Tensor::<3>::from_data(TensorData::new(patches, [1, 16, 49]), &device);
         let (logits, layers) = model
-            .forward_with_attention(TransformerInput::Patches(input))
+            .try_forward_with_attention(TransformerInput::Patches(input))
             .unwrap();
         let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().unwrap();
         let predicted = (0..10)

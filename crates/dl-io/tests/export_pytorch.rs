@@ -250,7 +250,7 @@ fn pytorch_loads_the_transformer_export_strictly() {
             .expect("valid");
         export_check(backend, "transformer", model, |m, x, d| {
             let tokens = Tensor::<2, Int>::from_data(x.convert::<i64>(), d);
-            m.forward(TransformerInput::Tokens(tokens))
+            m.try_forward(TransformerInput::Tokens(tokens))
                 .expect("tokens fit")
         });
     }

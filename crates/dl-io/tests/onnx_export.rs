@@ -304,7 +304,7 @@ fn transformer_tokens(backend: BackendKind) {
         })
         .collect();
     let run = |m: &dl_models::TransformerClassifier, x: &Tensor<2, Int>| {
-        m.forward(TransformerInput::Tokens(x.clone()))
+        m.try_forward(TransformerInput::Tokens(x.clone()))
             .unwrap()
             .into_data()
     };
@@ -332,7 +332,7 @@ fn transformer_patches(backend: BackendKind) {
         uniform3(&mut rng, [3, 5, 7], &device),
     ];
     let run = |m: &dl_models::TransformerClassifier, x: &Tensor<3>| {
-        m.forward(TransformerInput::Patches(x.clone()))
+        m.try_forward(TransformerInput::Patches(x.clone()))
             .unwrap()
             .into_data()
     };
@@ -465,7 +465,7 @@ fn chapter_sized_models_export_to_onnx() {
     let ids: Vec<i64> = (0..3 * 100).map(|_| rng.below(1000) as i64).collect();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [3, 100]), &device);
     let run = |m: &dl_models::TransformerClassifier| {
-        m.forward(TransformerInput::Tokens(tokens.clone()))
+        m.try_forward(TransformerInput::Tokens(tokens.clone()))
             .unwrap()
             .into_data()
     };

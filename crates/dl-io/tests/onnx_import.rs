@@ -201,7 +201,7 @@ fn torch_exported_transformer_loads_with_shared_and_transposed_weights() {
             .unwrap();
         check(backend, "transformer", model, |m, x, d| {
             let tokens = Tensor::<2, Int>::from_data(x.convert::<i64>(), d);
-            m.forward(TransformerInput::Tokens(tokens))
+            m.try_forward(TransformerInput::Tokens(tokens))
                 .unwrap()
                 .into_data()
         });

@@ -20,8 +20,9 @@ pub const BCE_GRAD_EPSILON: f64 = 1e-12;
 /// Configuration of a [`BinaryCrossEntropy`], with PyTorch's defaults.
 ///
 /// ```
-/// let loss = dl_loss::BinaryCrossEntropyConfig::new().init();
+/// let loss = dl_loss::BinaryCrossEntropyConfig::new().init()?;
 /// assert_eq!(loss.reduction(), dl_loss::Reduction::Mean);
+/// # Ok::<(), dl_core::Error>(())
 /// ```
 #[derive(Config, Debug)]
 pub struct BinaryCrossEntropyConfig {
@@ -31,11 +32,12 @@ pub struct BinaryCrossEntropyConfig {
 }
 
 impl BinaryCrossEntropyConfig {
-    /// Build the loss (every configuration is valid).
-    pub fn init(&self) -> BinaryCrossEntropy {
-        BinaryCrossEntropy {
+    /// Build the loss. Every configuration is valid; the `Result` keeps the convention
+    /// of every `init` in dl-rs.
+    pub fn init(&self) -> Result<BinaryCrossEntropy> {
+        Ok(BinaryCrossEntropy {
             reduction: self.reduction,
-        }
+        })
     }
 }
 
@@ -61,8 +63,8 @@ impl BinaryCrossEntropyConfig {
 /// let device = dl_core::BackendKind::Flex.device()?;
 /// let p = Tensor::<1>::from_floats([0.5, 0.8], &device);
 /// let y = Tensor::<1>::from_floats([1.0, 0.0], &device);
-/// let loss = dl_loss::BinaryCrossEntropyConfig::new().init();
-/// let value = loss.forward(p.clone(), y.clone())?.into_scalar::<f32>();
+/// let loss = dl_loss::BinaryCrossEntropyConfig::new().init()?;
+/// let value = loss.try_forward(p.clone(), y.clone())?.into_scalar::<f32>();
 /// assert!((value - (-(0.5f32.ln()) - 0.2f32.ln()) / 2.0).abs() < 1e-6);
 /// let grad = loss.gradient(p, y)?.try_into_vec_as::<f32>().unwrap();
 /// // (p - y) / (p(1-p)) / 2 = [-0.5 / 0.25, 0.8 / 0.16] / 2
@@ -80,11 +82,17 @@ impl BinaryCrossEntropy {
         self.reduction
     }
 
+    /// [`Self::try_forward`], panicking with its error on invalid input.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> Tensor<1> {
+        self.try_forward(input, target)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The loss: shape `[1]` when reduced, `[numel]` (flattened) for [`Reduction::None`].
     ///
     /// Errors: an empty input ([`dl_core::Error::Empty`]), a target of another shape
     /// ([`dl_core::Error::ShapeMismatch`]).
-    pub fn forward<const D: usize>(
+    pub fn try_forward<const D: usize>(
         &self,
         input: Tensor<D>,
         target: Tensor<D>,
@@ -103,7 +111,7 @@ impl BinaryCrossEntropy {
 
     /// PyTorch's gradient with respect to the probabilities:
     /// `(p - y) / max(p(1 - p), 1e-12)`, divided by the element count for the mean.
-    /// Same errors as [`forward`](Self::forward).
+    /// Same errors as [`try_forward`](Self::try_forward).
     pub fn gradient<const D: usize>(
         &self,
         input: Tensor<D>,
@@ -122,8 +130,8 @@ impl BinaryCrossEntropy {
 impl<const D: usize> Loss<D> for BinaryCrossEntropy {
     type Target = Tensor<D>;
 
-    fn forward(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>> {
-        BinaryCrossEntropy::forward(self, input, target)
+    fn try_forward(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>> {
+        BinaryCrossEntropy::try_forward(self, input, target)
     }
 
     fn gradient(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<D>> {
@@ -138,8 +146,9 @@ impl<const D: usize> Loss<D> for BinaryCrossEntropy {
 /// Configuration of a [`BinaryCrossEntropyWithLogits`], with PyTorch's defaults.
 ///
 /// ```
-/// let loss = dl_loss::BinaryCrossEntropyWithLogitsConfig::new().init();
+/// let loss = dl_loss::BinaryCrossEntropyWithLogitsConfig::new().init()?;
 /// assert_eq!(loss.reduction(), dl_loss::Reduction::Mean);
+/// # Ok::<(), dl_core::Error>(())
 /// ```
 #[derive(Config, Debug)]
 pub struct BinaryCrossEntropyWithLogitsConfig {
@@ -149,11 +158,12 @@ pub struct BinaryCrossEntropyWithLogitsConfig {
 }
 
 impl BinaryCrossEntropyWithLogitsConfig {
-    /// Build the loss (every configuration is valid).
-    pub fn init(&self) -> BinaryCrossEntropyWithLogits {
-        BinaryCrossEntropyWithLogits {
+    /// Build the loss. Every configuration is valid; the `Result` keeps the convention
+    /// of every `init` in dl-rs.
+    pub fn init(&self) -> Result<BinaryCrossEntropyWithLogits> {
+        Ok(BinaryCrossEntropyWithLogits {
             reduction: self.reduction,
-        }
+        })
     }
 }
 
@@ -176,8 +186,8 @@ impl BinaryCrossEntropyWithLogitsConfig {
 /// let y = Tensor::<1>::from_floats([1.0, 1.0, 1.0], &device);
 /// let loss = dl_loss::BinaryCrossEntropyWithLogitsConfig::new()
 ///     .with_reduction(dl_loss::Reduction::None)
-///     .init();
-/// let values = loss.forward(x.clone(), y.clone())?.try_into_vec_as::<f32>().unwrap();
+///     .init()?;
+/// let values = loss.try_forward(x.clone(), y.clone())?.try_into_vec_as::<f32>().unwrap();
 /// assert!((values[0] - 2f32.ln()).abs() < 1e-6);
 /// assert_eq!(values[1..], [0.0, 1e4]);
 /// let grad = loss.gradient(x, y)?.try_into_vec_as::<f32>().unwrap();
@@ -195,11 +205,17 @@ impl BinaryCrossEntropyWithLogits {
         self.reduction
     }
 
+    /// [`Self::try_forward`], panicking with its error on invalid input.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> Tensor<1> {
+        self.try_forward(input, target)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The loss: shape `[1]` when reduced, `[numel]` (flattened) for [`Reduction::None`].
     ///
     /// Errors: an empty input ([`dl_core::Error::Empty`]), a target of another shape
     /// ([`dl_core::Error::ShapeMismatch`]).
-    pub fn forward<const D: usize>(
+    pub fn try_forward<const D: usize>(
         &self,
         input: Tensor<D>,
         target: Tensor<D>,
@@ -229,8 +245,8 @@ impl BinaryCrossEntropyWithLogits {
 impl<const D: usize> Loss<D> for BinaryCrossEntropyWithLogits {
     type Target = Tensor<D>;
 
-    fn forward(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>> {
-        BinaryCrossEntropyWithLogits::forward(self, input, target)
+    fn try_forward(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>> {
+        BinaryCrossEntropyWithLogits::try_forward(self, input, target)
     }
 
     fn gradient(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<D>> {
@@ -258,19 +274,20 @@ mod tests {
         let y = Tensor::<2>::from_floats([[1.0, 0.5]], &device);
         let none = BinaryCrossEntropyConfig::new()
             .with_reduction(Reduction::None)
-            .init();
+            .init()
+            .unwrap();
         close(
-            &values(none.forward(p.clone(), y.clone()).unwrap()),
+            &values(none.try_forward(p.clone(), y.clone()).unwrap()),
             &[-(0.25f64.ln()), -(0.5f64.ln())],
         );
         // (p - y) / (p(1-p)): -0.75 / 0.1875 = -4; 0 / 0.25 = 0. Mean halves.
-        let mean = BinaryCrossEntropyConfig::new().init();
+        let mean = BinaryCrossEntropyConfig::new().init().unwrap();
         close(
             &values(mean.gradient(p.clone(), y.clone()).unwrap()),
             &[-2.0, 0.0],
         );
         close(
-            &values(mean.forward(p, y).unwrap()),
+            &values(mean.try_forward(p, y).unwrap()),
             &[-(0.25f64.ln() + 0.5f64.ln()) / 2.0],
         );
     }
@@ -284,9 +301,10 @@ mod tests {
         let y = Tensor::<1>::from_floats([1.0, 1.0], &device);
         let loss = BinaryCrossEntropyConfig::new()
             .with_reduction(Reduction::None)
-            .init();
+            .init()
+            .unwrap();
         close(
-            &values(loss.forward(p.clone(), y.clone()).unwrap()),
+            &values(loss.try_forward(p.clone(), y.clone()).unwrap()),
             &[100.0, 0.0],
         );
         let grad = values(loss.gradient(p, y).unwrap());
@@ -302,9 +320,10 @@ mod tests {
         let y = Tensor::<1>::from_floats([1.0, 0.0], &device);
         let sum = BinaryCrossEntropyWithLogitsConfig::new()
             .with_reduction(Reduction::Sum)
-            .init();
+            .init()
+            .unwrap();
         close(
-            &values(sum.forward(x.clone(), y.clone()).unwrap()),
+            &values(sum.try_forward(x.clone(), y.clone()).unwrap()),
             &[-2.0 * 0.75f64.ln()],
         );
         close(&values(sum.gradient(x, y).unwrap()), &[-0.25, 0.25]);
@@ -312,8 +331,11 @@ mod tests {
         // ±1e4 with the wrong label: loss 1e4 each, gradient ±1, all finite.
         let x = Tensor::<1>::from_floats([1e4, -1e4], &device);
         let y = Tensor::<1>::from_floats([0.0, 1.0], &device);
-        let mean = BinaryCrossEntropyWithLogitsConfig::new().init();
-        close(&values(mean.forward(x.clone(), y.clone()).unwrap()), &[1e4]);
+        let mean = BinaryCrossEntropyWithLogitsConfig::new().init().unwrap();
+        close(
+            &values(mean.try_forward(x.clone(), y.clone()).unwrap()),
+            &[1e4],
+        );
         close(&values(mean.gradient(x, y).unwrap()), &[0.5, -0.5]);
     }
 
@@ -323,21 +345,23 @@ mod tests {
         let x = Tensor::<2>::zeros([2, 3], &device);
         let y = Tensor::<2>::zeros([2, 1], &device);
         let expected = "shape mismatch for loss target: expected [2, 3] (the shape of the loss input), got [2, 1]";
-        let probs = BinaryCrossEntropyConfig::new().init();
-        let logits = BinaryCrossEntropyWithLogitsConfig::new().init();
+        let probs = BinaryCrossEntropyConfig::new().init().unwrap();
+        let logits = BinaryCrossEntropyWithLogitsConfig::new().init().unwrap();
         let errors = [
-            probs.forward(x.clone(), y.clone()).unwrap_err(),
+            probs.try_forward(x.clone(), y.clone()).unwrap_err(),
             probs.gradient(x.clone(), y.clone()).unwrap_err(),
-            logits.forward(x.clone(), y.clone()).unwrap_err(),
+            logits.try_forward(x.clone(), y.clone()).unwrap_err(),
             logits.gradient(x, y).unwrap_err(),
         ];
         for err in errors {
             assert_eq!(err.to_string(), expected);
         }
         let empty = Tensor::<1>::zeros([0], &device);
-        let err = logits.forward(empty.clone(), empty.clone()).unwrap_err();
+        let err = logits
+            .try_forward(empty.clone(), empty.clone())
+            .unwrap_err();
         assert!(matches!(err, Error::Empty { .. }), "{err}");
-        let err = probs.forward(empty.clone(), empty).unwrap_err();
+        let err = probs.try_forward(empty.clone(), empty).unwrap_err();
         assert!(matches!(err, Error::Empty { .. }), "{err}");
     }
 }

@@ -66,7 +66,7 @@ impl CrossEntropyLossConfig {
 /// let logits = Tensor::<2>::from_floats([[0.0, 0.0], [0.0, 0.0]], &device);
 /// let target = Tensor::<1, Int>::from_ints([0, 1], &device);
 /// let loss = CrossEntropyLossConfig::new().init()?;
-/// let value = loss.forward(logits.clone(), target.clone())?.into_scalar::<f32>();
+/// let value = loss.try_forward(logits.clone(), target.clone())?.into_scalar::<f32>();
 /// assert!((value - 2f32.ln()).abs() < 1e-6); // two equal logits: -log(1/2)
 /// let grad = loss.gradient(logits, target)?.try_into_vec_as::<f32>().unwrap();
 /// assert_eq!(grad, vec![-0.25, 0.25, 0.25, -0.25]); // (softmax - onehot) / N
@@ -89,12 +89,18 @@ impl CrossEntropyLoss {
         self.label_smoothing
     }
 
+    /// [`Self::try_forward`], panicking with its error on invalid input.
+    pub fn forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Tensor<1> {
+        self.try_forward(input, target)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The loss of logits `[N, C]` against class indices `[N]`: shape `[1]` when reduced,
     /// `[N]` for [`Reduction::None`].
     ///
     /// Errors: an empty input ([`Error::Empty`]), a target whose length is not `N`
     /// ([`Error::ShapeMismatch`]), an index outside `0..C` ([`Error::InvalidValue`]).
-    pub fn forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<1>> {
+    pub fn try_forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<1>> {
         let [n, c] = input.dims();
         validate::class_targets([n, c], &target)?;
         let log_probs = log_softmax(input, 1);
@@ -130,8 +136,8 @@ impl CrossEntropyLoss {
 impl Loss<2> for CrossEntropyLoss {
     type Target = Tensor<1, Int>;
 
-    fn forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<1>> {
-        CrossEntropyLoss::forward(self, input, target)
+    fn try_forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<1>> {
+        CrossEntropyLoss::try_forward(self, input, target)
     }
 
     fn gradient(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<2>> {
@@ -161,12 +167,12 @@ mod tests {
             .init()
             .unwrap();
         close(
-            &values(none.forward(logits.clone(), target.clone()).unwrap()),
+            &values(none.try_forward(logits.clone(), target.clone()).unwrap()),
             &per_sample,
         );
         let mean = CrossEntropyLossConfig::new().init().unwrap();
         close(
-            &values(mean.forward(logits.clone(), target.clone()).unwrap()),
+            &values(mean.try_forward(logits.clone(), target.clone()).unwrap()),
             &[(per_sample[0] + per_sample[1]) / 2.0],
         );
         // softmax - onehot = [-1/4, 1/4] and [3/4, -3/4]; mean divides by N = 2.
@@ -194,7 +200,7 @@ mod tests {
             .unwrap();
         let expected = -(0.9 * 0.75f64.ln() + 0.1 * 0.25f64.ln());
         close(
-            &values(loss.forward(logits.clone(), target.clone()).unwrap()),
+            &values(loss.try_forward(logits.clone(), target.clone()).unwrap()),
             &[expected],
         );
         // Gradient softmax - q = [0.75 - 0.9, 0.25 - 0.1].
@@ -215,7 +221,7 @@ mod tests {
             .with_label_smoothing(0.1)
             .init()
             .unwrap();
-        let value = values(loss.forward(logits.clone(), target.clone()).unwrap());
+        let value = values(loss.try_forward(logits.clone(), target.clone()).unwrap());
         assert!(value[0].is_finite(), "{value:?}");
         // q = 0.9·onehot + 0.05 = [0.05, 0.95]. Sample 0: log p = [0, -2e4], loss 0.95·2e4;
         // sample 1: log p = [-2e4, 0], loss 0.05·2e4. Mean (1.9e4 + 1e3) / 2 = 1e4.
@@ -234,7 +240,7 @@ mod tests {
         let target = Tensor::<1, Int>::from_ints([0, 0], &device);
         let loss = CrossEntropyLossConfig::new().init().unwrap();
         close(
-            &values(loss.forward(logits.clone(), target.clone()).unwrap()),
+            &values(loss.try_forward(logits.clone(), target.clone()).unwrap()),
             &[0.0],
         );
         close(&values(loss.gradient(logits, target).unwrap()), &[0.0, 0.0]);
@@ -247,7 +253,7 @@ mod tests {
         let logits = Tensor::<2>::zeros([3, 4], &device);
 
         let short = Tensor::<1, Int>::from_ints([0, 1], &device);
-        let err = loss.forward(logits.clone(), short.clone()).unwrap_err();
+        let err = loss.try_forward(logits.clone(), short.clone()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "shape mismatch for loss target: expected [3] (the batch size of the loss input [3, 4]), got [2]"
@@ -256,7 +262,7 @@ mod tests {
 
         let out_of_range = Tensor::<1, Int>::from_ints([0, 4, 1], &device);
         let err = loss
-            .forward(logits.clone(), out_of_range.clone())
+            .try_forward(logits.clone(), out_of_range.clone())
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -266,7 +272,7 @@ mod tests {
 
         let empty = Tensor::<2>::zeros([0, 4], &device);
         let none = Tensor::<1, Int>::zeros([0], &device);
-        let err = loss.forward(empty, none).unwrap_err();
+        let err = loss.try_forward(empty, none).unwrap_err();
         assert!(matches!(err, Error::Empty { .. }), "{err}");
 
         for bad in [-0.1, 1.1, f64::NAN] {

@@ -66,7 +66,7 @@ impl CrossEntropyProbsConfig {
 /// let p = Tensor::<2>::from_floats([[0.5, 0.5], [0.25, 0.75]], &device);
 /// let y = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &device);
 /// let loss = CrossEntropyProbsConfig::new().init()?;
-/// let value = loss.forward(p.clone(), y.clone())?.into_scalar::<f32>();
+/// let value = loss.try_forward(p.clone(), y.clone())?.into_scalar::<f32>();
 /// let expected = -(0.5f32.ln() + 0.75f32.ln()) / 2.0;
 /// assert!((value - expected).abs() < 1e-6);
 /// let grad = loss.gradient(p, y)?.try_into_vec_as::<f32>().unwrap();
@@ -90,12 +90,18 @@ impl CrossEntropyProbs {
         self.epsilon
     }
 
+    /// [`Self::try_forward`], panicking with its error on invalid input.
+    pub fn forward(&self, input: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
+        self.try_forward(input, target)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The loss of probabilities `[N, C]` against targets `[N, C]`: shape `[1]` when reduced,
     /// `[N]` for [`Reduction::None`].
     ///
     /// Errors: an empty input ([`Error::Empty`]), a target of another shape
     /// ([`Error::ShapeMismatch`]).
-    pub fn forward(&self, input: Tensor<2>, target: Tensor<2>) -> Result<Tensor<1>> {
+    pub fn try_forward(&self, input: Tensor<2>, target: Tensor<2>) -> Result<Tensor<1>> {
         let [n, _] = input.dims();
         validate::same_shape(&input.dims(), &target.dims())?;
         let clipped = input.clamp(self.epsilon, 1.0 - self.epsilon);
@@ -124,8 +130,8 @@ impl CrossEntropyProbs {
 impl Loss<2> for CrossEntropyProbs {
     type Target = Tensor<2>;
 
-    fn forward(&self, input: Tensor<2>, target: Tensor<2>) -> Result<Tensor<1>> {
-        CrossEntropyProbs::forward(self, input, target)
+    fn try_forward(&self, input: Tensor<2>, target: Tensor<2>) -> Result<Tensor<1>> {
+        CrossEntropyProbs::try_forward(self, input, target)
     }
 
     fn gradient(&self, input: Tensor<2>, target: Tensor<2>) -> Result<Tensor<2>> {
@@ -155,7 +161,7 @@ mod tests {
             .init()
             .unwrap();
         close(
-            &values(none.forward(p.clone(), y.clone()).unwrap()),
+            &values(none.try_forward(p.clone(), y.clone()).unwrap()),
             &per_sample,
         );
         let sum = CrossEntropyProbsConfig::new()
@@ -163,7 +169,7 @@ mod tests {
             .init()
             .unwrap();
         close(
-            &values(sum.forward(p.clone(), y.clone()).unwrap()),
+            &values(sum.try_forward(p.clone(), y.clone()).unwrap()),
             &[per_sample[0] + per_sample[1]],
         );
         // -y/p: [-2, 0], [0, -4/3]; sum and none are not scaled.
@@ -184,7 +190,7 @@ mod tests {
         let p = Tensor::<2>::from_floats([[0.0, 1.0]], &device);
         let y = Tensor::<2>::from_floats([[1.0, 0.0]], &device);
         let loss = CrossEntropyProbsConfig::new().init().unwrap();
-        let value = values(loss.forward(p.clone(), y.clone()).unwrap());
+        let value = values(loss.try_forward(p.clone(), y.clone()).unwrap());
         // 1e-15 as f32 is 1.0000000036e-15; its log differs from ln(1e-15) by 4e-9.
         close(&value, &[-(1e-15f64.ln())]);
         close(&values(loss.gradient(p, y).unwrap()), &[0.0, 0.0]);
@@ -196,14 +202,14 @@ mod tests {
         let loss = CrossEntropyProbsConfig::new().init().unwrap();
         let p = Tensor::<2>::full([2, 3], 1.0 / 3.0, &device);
         let y = Tensor::<2>::zeros([2, 2], &device);
-        let err = loss.forward(p.clone(), y.clone()).unwrap_err();
+        let err = loss.try_forward(p.clone(), y.clone()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "shape mismatch for loss target: expected [2, 3] (the shape of the loss input), got [2, 2]"
         );
         assert_eq!(loss.gradient(p, y).unwrap_err(), err);
         let empty = Tensor::<2>::zeros([0, 3], &device);
-        let err = loss.forward(empty.clone(), empty).unwrap_err();
+        let err = loss.try_forward(empty.clone(), empty).unwrap_err();
         assert!(matches!(err, Error::Empty { .. }), "{err}");
         let err = CrossEntropyProbsConfig::new()
             .with_epsilon(0.5)

@@ -66,7 +66,7 @@ impl HingeLossConfig {
 /// let labels = Tensor::<1>::from_floats([1.0, 1.0, -1.0], &device);
 /// let loss = dl_loss::HingeLossConfig::new().init()?;
 /// // max(0, 1 - 2) = 0, max(0, 1 - 0.5) = 0.5, max(0, 1 + 0.5) = 1.5: mean 2/3.
-/// let value = loss.forward(scores.clone(), labels.clone())?.into_scalar::<f32>();
+/// let value = loss.try_forward(scores.clone(), labels.clone())?.into_scalar::<f32>();
 /// assert!((value - 2.0 / 3.0).abs() < 1e-6);
 /// let grad = loss.gradient(scores, labels)?.try_into_vec_as::<f32>().unwrap();
 /// assert_eq!(grad, vec![0.0, -1.0 / 3.0, 1.0 / 3.0]);
@@ -89,11 +89,17 @@ impl HingeLoss {
         self.margin
     }
 
+    /// [`Self::try_forward`], panicking with its error on invalid input.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> Tensor<1> {
+        self.try_forward(input, target)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The loss: shape `[1]` when reduced, `[numel]` (flattened) for [`Reduction::None`].
     ///
     /// Errors: an empty input ([`Error::Empty`]), labels of another shape
     /// ([`Error::ShapeMismatch`]), a label other than ±1 ([`Error::InvalidValue`]).
-    pub fn forward<const D: usize>(
+    pub fn try_forward<const D: usize>(
         &self,
         input: Tensor<D>,
         target: Tensor<D>,
@@ -131,8 +137,8 @@ impl HingeLoss {
 impl<const D: usize> Loss<D> for HingeLoss {
     type Target = Tensor<D>;
 
-    fn forward(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>> {
-        HingeLoss::forward(self, input, target)
+    fn try_forward(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>> {
+        HingeLoss::try_forward(self, input, target)
     }
 
     fn gradient(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<D>> {
@@ -166,7 +172,7 @@ mod tests {
         close(
             &values(
                 with(Reduction::None)
-                    .forward(scores.clone(), labels.clone())
+                    .try_forward(scores.clone(), labels.clone())
                     .unwrap(),
             ),
             &[0.3, 0.0, 1.5, 0.0],
@@ -174,7 +180,7 @@ mod tests {
         close(
             &values(
                 with(Reduction::Mean)
-                    .forward(scores.clone(), labels.clone())
+                    .try_forward(scores.clone(), labels.clone())
                     .unwrap(),
             ),
             &[1.8 / 4.0],
@@ -200,7 +206,9 @@ mod tests {
         let loss = HingeLossConfig::new().init().unwrap();
         let scores = Tensor::<1>::zeros([3], &device);
         let labels = Tensor::<1>::from_floats([1.0, 0.0, 1.0], &device);
-        let err = loss.forward(scores.clone(), labels.clone()).unwrap_err();
+        let err = loss
+            .try_forward(scores.clone(), labels.clone())
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid hinge label at index [1] of the loss target: expected -1 or +1, got 0"
@@ -213,7 +221,7 @@ mod tests {
         let device = device();
         let loss = HingeLossConfig::new().init().unwrap();
         let err = loss
-            .forward(
+            .try_forward(
                 Tensor::<1>::zeros([3], &device),
                 Tensor::<1>::ones([2], &device),
             )
@@ -223,7 +231,7 @@ mod tests {
             "shape mismatch for loss target: expected [3] (the shape of the loss input), got [2]"
         );
         let empty = Tensor::<1>::zeros([0], &device);
-        let err = loss.forward(empty.clone(), empty).unwrap_err();
+        let err = loss.try_forward(empty.clone(), empty).unwrap_err();
         assert!(matches!(err, Error::Empty { .. }), "{err}");
         for margin in [-0.5, f64::INFINITY, f64::NAN] {
             let err = HingeLossConfig::new()

@@ -1,8 +1,10 @@
 //! Loss functions with PyTorch semantics and analytic gradients.
 //!
 //! Every loss has a `…Config` (a Burn [`Config`](burn::config::Config) with PyTorch's
-//! defaults) whose `init` builds it, a `forward(input, target)` that returns the loss and a
-//! `gradient(input, target)` that returns the derivative of the (reduced) loss with respect
+//! defaults) whose `init` builds it (or returns an error naming the invalid setting), a
+//! `try_forward(input, target)` that returns the loss, a `forward` that panics with the same
+//! error where `try_forward` returns one (the convention of every layer and model in dl-rs), and
+//! a `gradient(input, target)` that returns the derivative of the (reduced) loss with respect
 //! to `input`, computed with plain tensor operations: it works on a device without autodiff,
 //! and it agrees with Burn's autodiff of `forward` and with PyTorch's autograd (checked by
 //! `tests/pytorch_parity.rs` against `fixtures/losses.safetensors`).
@@ -22,7 +24,7 @@
 //! flattened (MSE, BCE, hinge), and its gradient is that of the sum. PyTorch's `weight`,
 //! `pos_weight` and `ignore_index` options are not provided.
 //!
-//! Bad input is an [`Error`](dl_core::Error), never a panic: a target whose shape does not fit
+//! Bad input is an [`Error`](dl_core::Error) from `try_forward` and `gradient`: a target whose shape does not fit
 //! the input, a class index outside `0..C`, a hinge label other than ±1, an empty batch, or
 //! an invalid configuration.
 //!
@@ -34,7 +36,7 @@
 //! let logits = Tensor::<2>::from_floats([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], &device);
 //! let classes = Tensor::<1, Int>::from_ints([0, 2], &device);
 //! let loss = CrossEntropyLossConfig::new().with_label_smoothing(0.1).init()?;
-//! let value = loss.forward(logits.clone(), classes.clone())?; // shape [1]
+//! let value = loss.try_forward(logits.clone(), classes.clone())?; // shape [1]
 //! let grad = loss.gradient(logits, classes)?; // [2, 3]: (softmax - q) / 2
 //! assert_eq!(value.dims(), [1]);
 //! assert_eq!(grad.dims(), [2, 3]);

@@ -11,8 +11,9 @@ use crate::validate;
 /// Configuration of an [`MseLoss`], with PyTorch's defaults.
 ///
 /// ```
-/// let loss = dl_loss::MseLossConfig::new().with_reduction(dl_loss::Reduction::Sum).init();
+/// let loss = dl_loss::MseLossConfig::new().with_reduction(dl_loss::Reduction::Sum).init()?;
 /// assert_eq!(loss.reduction(), dl_loss::Reduction::Sum);
+/// # Ok::<(), dl_core::Error>(())
 /// ```
 #[derive(Config, Debug)]
 pub struct MseLossConfig {
@@ -22,11 +23,12 @@ pub struct MseLossConfig {
 }
 
 impl MseLossConfig {
-    /// Build the loss (every configuration is valid).
-    pub fn init(&self) -> MseLoss {
-        MseLoss {
+    /// Build the loss. Every configuration is valid; the `Result` keeps the convention
+    /// of every `init` in dl-rs.
+    pub fn init(&self) -> Result<MseLoss> {
+        Ok(MseLoss {
             reduction: self.reduction,
-        }
+        })
     }
 }
 
@@ -43,8 +45,8 @@ impl MseLossConfig {
 /// let device = dl_core::BackendKind::Flex.device()?;
 /// let x = Tensor::<3>::from_floats([[[1.0, 2.0]], [[3.0, 4.0]]], &device);
 /// let y = Tensor::<3>::zeros([2, 1, 2], &device);
-/// let loss = dl_loss::MseLossConfig::new().init();
-/// assert_eq!(loss.forward(x.clone(), y.clone())?.into_scalar::<f32>(), 7.5); // 30 / 4
+/// let loss = dl_loss::MseLossConfig::new().init()?;
+/// assert_eq!(loss.try_forward(x.clone(), y.clone())?.into_scalar::<f32>(), 7.5); // 30 / 4
 /// let grad = loss.gradient(x, y)?; // 2x / 4
 /// assert_eq!(grad.try_into_vec_as::<f32>().unwrap(), vec![0.5, 1.0, 1.5, 2.0]);
 /// # Ok::<(), dl_core::Error>(())
@@ -60,11 +62,17 @@ impl MseLoss {
         self.reduction
     }
 
+    /// [`Self::try_forward`], panicking with its error on invalid input.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>, target: Tensor<D>) -> Tensor<1> {
+        self.try_forward(input, target)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The loss: shape `[1]` when reduced, `[numel]` for [`Reduction::None`].
     ///
     /// Errors: an empty input ([`dl_core::Error::Empty`]), a target of another shape
     /// ([`dl_core::Error::ShapeMismatch`]).
-    pub fn forward<const D: usize>(
+    pub fn try_forward<const D: usize>(
         &self,
         input: Tensor<D>,
         target: Tensor<D>,
@@ -90,8 +98,8 @@ impl MseLoss {
 impl<const D: usize> Loss<D> for MseLoss {
     type Target = Tensor<D>;
 
-    fn forward(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>> {
-        MseLoss::forward(self, input, target)
+    fn try_forward(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<1>> {
+        MseLoss::try_forward(self, input, target)
     }
 
     fn gradient(&self, input: Tensor<D>, target: Tensor<D>) -> Result<Tensor<D>> {
@@ -116,8 +124,13 @@ mod tests {
         let device = device();
         let x = Tensor::<1>::from_floats([2.0, -1.0, 0.5], &device);
         let y = Tensor::<1>::from_floats([1.0, 1.0, 0.0], &device);
-        let with = |reduction| MseLossConfig::new().with_reduction(reduction).init();
-        let forward = |r| values(with(r).forward(x.clone(), y.clone()).unwrap());
+        let with = |reduction| {
+            MseLossConfig::new()
+                .with_reduction(reduction)
+                .init()
+                .unwrap()
+        };
+        let forward = |r| values(with(r).try_forward(x.clone(), y.clone()).unwrap());
         let gradient = |r| values(with(r).gradient(x.clone(), y.clone()).unwrap());
         close(&forward(Reduction::Mean), &[1.75]);
         close(&forward(Reduction::Sum), &[5.25]);
@@ -135,9 +148,12 @@ mod tests {
     fn none_flattens_in_row_major_order() {
         let device = device();
         let x = Tensor::<2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &device);
-        let loss = MseLossConfig::new().with_reduction(Reduction::None).init();
+        let loss = MseLossConfig::new()
+            .with_reduction(Reduction::None)
+            .init()
+            .unwrap();
         let out = loss
-            .forward(x.clone(), x.zeros_like().add_scalar(1.0))
+            .try_forward(x.clone(), x.zeros_like().add_scalar(1.0))
             .unwrap();
         close(&values(out), &[0.0, 1.0, 4.0, 9.0]);
     }
@@ -145,17 +161,30 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let device = device();
-        let loss = MseLossConfig::new().init();
+        let loss = MseLossConfig::new().init().unwrap();
         let x = Tensor::<2>::zeros([2, 3], &device);
         let y = Tensor::<2>::zeros([3, 2], &device);
-        let err = loss.forward(x.clone(), y.clone()).unwrap_err();
+        let err = loss.try_forward(x.clone(), y.clone()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "shape mismatch for loss target: expected [2, 3] (the shape of the loss input), got [3, 2]"
         );
         assert_eq!(loss.gradient(x, y).unwrap_err(), err);
         let empty = Tensor::<2>::zeros([2, 0], &device);
-        let err = loss.forward(empty.clone(), empty).unwrap_err();
+        let err = loss.try_forward(empty.clone(), empty).unwrap_err();
         assert!(matches!(err, Error::Empty { .. }), "{err}");
+    }
+
+    #[test]
+    fn forward_is_try_forward_or_a_panic_with_its_error() {
+        let device = device();
+        let loss = MseLossConfig::new().init().unwrap();
+        let x = Tensor::<2>::from_floats([[1.0, 2.0]], &device);
+        let y = Tensor::<2>::zeros([1, 2], &device);
+        close(&values(loss.forward(x.clone(), y.clone())), &[2.5]);
+        let wrong = Tensor::<2>::zeros([2, 1], &device);
+        let err = loss.try_forward(x.clone(), wrong.clone()).unwrap_err();
+        let panic = std::panic::catch_unwind(|| loss.forward(x, wrong)).unwrap_err();
+        assert_eq!(panic.downcast_ref::<String>(), Some(&err.to_string()));
     }
 }

@@ -70,7 +70,7 @@ impl MultiMarginLossConfig {
 /// let y = Tensor::<1, Int>::from_ints([0], &device);
 /// let loss = dl_loss::MultiMarginLossConfig::new().init()?;
 /// // j = 1: max(0, 1 - 1 + 0.5) = 0.5; j = 2: max(0, 1 - 1 - 2) = 0; loss 0.5 / 3.
-/// let value = loss.forward(x.clone(), y.clone())?.into_scalar::<f32>();
+/// let value = loss.try_forward(x.clone(), y.clone())?.into_scalar::<f32>();
 /// assert!((value - 0.5 / 3.0).abs() < 1e-6);
 /// let grad = loss.gradient(x, y)?.try_into_vec_as::<f32>().unwrap();
 /// assert_eq!(grad, vec![-1.0 / 3.0, 1.0 / 3.0, 0.0]);
@@ -99,12 +99,18 @@ impl MultiMarginLoss {
         self.margin
     }
 
+    /// [`Self::try_forward`], panicking with its error on invalid input.
+    pub fn forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Tensor<1> {
+        self.try_forward(input, target)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The loss of logits `[N, C]` against class indices `[N]`: shape `[1]` when reduced,
     /// `[N]` for [`Reduction::None`].
     ///
     /// Errors: an empty input ([`Error::Empty`]), a target whose length is not `N`
     /// ([`Error::ShapeMismatch`]), an index outside `0..C` ([`Error::InvalidValue`]).
-    pub fn forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<1>> {
+    pub fn try_forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<1>> {
         let [n, c] = input.dims();
         validate::class_targets([n, c], &target)?;
         let own_class = validate::one_hot_mask(target.clone(), c);
@@ -146,8 +152,8 @@ impl MultiMarginLoss {
 impl Loss<2> for MultiMarginLoss {
     type Target = Tensor<1, Int>;
 
-    fn forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<1>> {
-        MultiMarginLoss::forward(self, input, target)
+    fn try_forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<1>> {
+        MultiMarginLoss::try_forward(self, input, target)
     }
 
     fn gradient(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<2>> {
@@ -185,7 +191,7 @@ mod tests {
         close(
             &values(
                 loss(1, 1.0, Reduction::None)
-                    .forward(x.clone(), y.clone())
+                    .try_forward(x.clone(), y.clone())
                     .unwrap(),
             ),
             &[0.5 / 3.0, 5.0 / 3.0],
@@ -203,7 +209,7 @@ mod tests {
         close(
             &values(
                 loss(2, 1.0, Reduction::Mean)
-                    .forward(x.clone(), y.clone())
+                    .try_forward(x.clone(), y.clone())
                     .unwrap(),
             ),
             &[17.25 / 6.0],
@@ -231,7 +237,7 @@ mod tests {
         let y = Tensor::<1, Int>::from_ints([0], &device);
         let l = loss(1, 0.7, Reduction::Sum);
         close(
-            &values(l.forward(x.clone(), y.clone()).unwrap()),
+            &values(l.try_forward(x.clone(), y.clone()).unwrap()),
             &[0.2 / 3.0],
         );
         close(
@@ -246,7 +252,7 @@ mod tests {
         let l = loss(1, 1.0, Reduction::Mean);
         let x = Tensor::<2>::zeros([2, 3], &device);
         let err = l
-            .forward(x.clone(), Tensor::<1, Int>::from_ints([0, 3], &device))
+            .try_forward(x.clone(), Tensor::<1, Int>::from_ints([0, 3], &device))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -257,7 +263,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
         let err = l
-            .forward(
+            .try_forward(
                 Tensor::<2>::zeros([0, 3], &device),
                 Tensor::<1, Int>::zeros([0], &device),
             )

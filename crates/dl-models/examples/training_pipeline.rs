@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let index = Tensor::<1, Int>::from_ints(index.as_slice(), &device);
             let batch_x = x.clone().select(0, index.clone());
             let batch_y = labels.clone().select(0, index);
-            let loss = criterion.forward(model.forward(batch_x), batch_y)?;
+            let loss = criterion.try_forward(model.forward(batch_x), batch_y)?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(1e-3, model, grads);
             epoch_loss += loss.into_scalar::<f32>();

@@ -245,6 +245,27 @@ impl ScratchMlp {
     /// [`ScratchMlp::logits`] that returns an error when the width of `x` is not the first
     /// layer's input size.
     pub fn try_logits(&self, x: Tensor<2>) -> Result<Tensor<2>> {
+        self.check_input(&x)?;
+        Ok(self.forward_all(x).1)
+    }
+
+    /// The network's outputs `a_L` (probabilities), `[batch, classes]`.
+    ///
+    /// Panics when `x` is not `[batch, layer_sizes[0]]`; use [`ScratchMlp::try_forward`] on
+    /// user data.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.try_forward(x).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`ScratchMlp::forward`] that returns an error when the width of `x` is not the first
+    /// layer's input size.
+    pub fn try_forward(&self, x: Tensor<2>) -> Result<Tensor<2>> {
+        self.check_input(&x)?;
+        let (mut activations, logits) = self.forward_all(x);
+        Ok(activations.pop().unwrap_or(logits))
+    }
+
+    fn check_input(&self, x: &Tensor<2>) -> Result<()> {
         let dims = x.dims();
         if let Some(w) = self.weights.first() {
             let expected = w.val().dims()[1];
@@ -256,13 +277,7 @@ impl ScratchMlp {
                 ));
             }
         }
-        Ok(self.forward_all(x).1)
-    }
-
-    /// The network's outputs `a_L` (probabilities), `[batch, classes]`.
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let (mut activations, logits) = self.forward_all(x);
-        activations.pop().unwrap_or(logits)
+        Ok(())
     }
 
     /// Returns the activations `a_0 = x, a_1, ..., a_L` and the final logits.

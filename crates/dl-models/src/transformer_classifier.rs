@@ -152,7 +152,7 @@ pub enum TransformerInput {
 /// let device = dl_core::BackendKind::Flex.device().unwrap();
 /// let model = TransformerClassifierConfig::new().init(&device).unwrap();
 /// let tokens = Tensor::<2, Int>::zeros([2, 12], &device);
-/// let (logits, attention) = model.forward_with_attention(TransformerInput::Tokens(tokens)).unwrap();
+/// let (logits, attention) = model.try_forward_with_attention(TransformerInput::Tokens(tokens)).unwrap();
 /// assert_eq!(logits.dims(), [2, 10]);
 /// assert_eq!(attention.len(), 2);
 /// assert_eq!(attention[0].dims(), [2, 8, 12, 12]); // [batch, heads, query, key]
@@ -175,12 +175,29 @@ pub struct TransformerClassifier {
 
 impl TransformerClassifier {
     /// Logits `[batch, classes]`.
-    pub fn forward(&self, input: TransformerInput) -> Result<Tensor<2>> {
+    ///
+    /// Panics where [`TransformerClassifier::try_forward`] returns an error (a token outside
+    /// the vocabulary, a sequence longer than the positional table, a wrong patch width);
+    /// use that on user data.
+    pub fn forward(&self, input: TransformerInput) -> Tensor<2> {
+        self.try_forward(input).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Logits `[batch, classes]`, or an error naming what in `input` does not fit the model.
+    pub fn try_forward(&self, input: TransformerInput) -> Result<Tensor<2>> {
         Ok(self.run(input, false)?.0)
     }
 
-    /// Logits and every block's attention weights `[batch, heads, query, key]`.
-    pub fn forward_with_attention(
+    /// Logits and every block's attention weights `[batch, heads, query, key]`; panics where
+    /// [`TransformerClassifier::try_forward_with_attention`] returns an error.
+    pub fn forward_with_attention(&self, input: TransformerInput) -> (Tensor<2>, Vec<Tensor<4>>) {
+        self.try_forward_with_attention(input)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Logits and every block's attention weights `[batch, heads, query, key]`, or an error
+    /// naming what in `input` does not fit the model.
+    pub fn try_forward_with_attention(
         &self,
         input: TransformerInput,
     ) -> Result<(Tensor<2>, Vec<Tensor<4>>)> {
@@ -260,12 +277,10 @@ impl Classifier for TransformerClassifier {
     type Input = TransformerInput;
 
     /// Panics with the error's message for an input that does not fit the model (wrong
-    /// kind, shape, token id or length); use [`TransformerClassifier::forward`] on user data.
+    /// kind, shape, token id or length); use [`TransformerClassifier::try_forward`] on user
+    /// data.
     fn logits(&self, input: TransformerInput) -> Tensor<2> {
-        match self.forward(input) {
-            Ok(logits) => logits,
-            Err(e) => panic!("{e}"),
-        }
+        self.forward(input)
     }
 
     fn num_classes(&self) -> usize {
@@ -310,11 +325,11 @@ mod tests {
         let one = || Tensor::<3>::random([1, 16, 49], Distribution::Normal(0.0, 1.0), &device);
         let (a, c) = (one(), one());
         let batch = Tensor::cat(vec![a.clone(), a, c.clone()], 0);
-        let logits = model.forward(TransformerInput::Patches(batch)).unwrap();
+        let logits = model.forward(TransformerInput::Patches(batch));
         assert_eq!(logits.dims(), [3, 10]);
         let row = |i: usize| logits.clone().narrow(0, i, 1);
         dl_core::assert_tensor_close!(row(0), row(1), 1e-5, 1e-6);
-        let alone = model.forward(TransformerInput::Patches(c)).unwrap();
+        let alone = model.forward(TransformerInput::Patches(c));
         dl_core::assert_tensor_close!(row(2), alone, 1e-5, 1e-6);
         let difference = (row(0) - row(2)).abs().max().into_scalar::<f32>();
         assert!(
@@ -322,7 +337,7 @@ mod tests {
             "other patches, same logits ({difference})"
         );
         let err = model
-            .forward(TransformerInput::Tokens(Tensor::zeros([3, 16], &device)))
+            .try_forward(TransformerInput::Tokens(Tensor::zeros([3, 16], &device)))
             .unwrap_err();
         assert!(err.to_string().contains("patch embedding"), "{err}");
     }
@@ -336,12 +351,12 @@ mod tests {
             .unwrap();
         let too_long = Tensor::<2, Int>::zeros([1, 9], &device);
         let err = model
-            .forward(TransformerInput::Tokens(too_long))
+            .try_forward(TransformerInput::Tokens(too_long))
             .unwrap_err();
         assert!(err.to_string().contains("max_seq_length"), "{err}");
         let out_of_vocab = Tensor::<2, Int>::from_ints([[1, 1000]], &device);
         let err = model
-            .forward(TransformerInput::Tokens(out_of_vocab))
+            .try_forward(TransformerInput::Tokens(out_of_vocab))
             .unwrap_err();
         assert!(err.to_string().contains("token id"), "{err}");
         let err = TransformerClassifierConfig::new()

@@ -103,7 +103,7 @@ fn transformer_dropout_after_the_positions() {
     identity(&mut model.fc, d, &device);
     let x = Tensor::<3>::random([64, 1, 8], Distribution::Normal(0.0, 1.0), &device);
     let run = |m: &dl_models::TransformerClassifier| {
-        values(m.forward(TransformerInput::Patches(x.clone())).unwrap())
+        values(m.try_forward(TransformerInput::Patches(x.clone())).unwrap())
     };
     let eval = run(&set_training(model.clone(), false));
     let train: Vec<_> = (0..3).map(|_| run(&model)).collect();

@@ -265,7 +265,7 @@ fn transformer_outputs(
     let device = backend.device().map_err(|e| e.to_string())?;
     let x = tensor(fixture, "transformer.input")?;
     let (_, attention) = model
-        .forward_with_attention(tokens(x, &device))
+        .try_forward_with_attention(tokens(x, &device))
         .map_err(|e| e.to_string())?;
     let mut state = StateDict::new("attention");
     for (i, w) in attention.into_iter().enumerate() {

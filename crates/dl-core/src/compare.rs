@@ -222,21 +222,10 @@ pub fn compare_slices(
         }
     }
     if let Some((i, _)) = worst {
-        report.worst_index = Some(unravel(i, &report.actual_shape));
+        report.worst_index = Some(crate::validate::unravel(i, &report.actual_shape));
         report.worst_values = Some((actual[i], expected[i]));
     }
     report
-}
-
-fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
-    let mut index = vec![0; shape.len()];
-    for (slot, &dim) in index.iter_mut().zip(shape).rev() {
-        if dim > 0 {
-            *slot = flat % dim;
-            flat /= dim;
-        }
-    }
-    index
 }
 
 /// Test assertion: panic with the [`CompareReport`] when `actual` is not close to `expected`.

@@ -21,6 +21,7 @@ mod error;
 mod fixture;
 mod seed;
 mod traits;
+pub mod validate;
 
 pub use backend::BackendKind;
 pub use compare::{

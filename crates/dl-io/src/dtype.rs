@@ -5,7 +5,7 @@
 //! with an explicit byte order, never reinterpreted in place, so neither their alignment nor
 //! the host's byte order matters.
 
-use burn::tensor::{TensorData, bf16, f16};
+use burn::tensor::{DType, TensorData, bf16, f16};
 
 /// A floating-point dtype a weight file may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +101,26 @@ pub(crate) fn float_tensor(
     let note = (dtype != FloatDtype::F32)
         .then(|| format!("`{key}` converted from {} to F32", dtype.name()));
     Ok((TensorData::new(values, shape.to_vec()), note))
+}
+
+/// The f32 values of a floating-point tensor, or `None` for other dtypes.
+pub(crate) fn f32_values(data: &TensorData) -> Option<Vec<f32>> {
+    match data.dtype() {
+        DType::F32 | DType::Flex32 => data.try_to_vec::<f32>().ok(),
+        DType::F64 => data
+            .try_to_vec::<f64>()
+            .ok()
+            .map(|v| v.into_iter().map(|x| x as f32).collect()),
+        DType::F16 => data
+            .try_to_vec::<f16>()
+            .ok()
+            .map(|v| v.into_iter().map(f16::to_f32).collect()),
+        DType::BF16 => data
+            .try_to_vec::<bf16>()
+            .ok()
+            .map(|v| v.into_iter().map(bf16::to_f32).collect()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

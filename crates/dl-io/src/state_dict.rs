@@ -1,14 +1,14 @@
-//! A PyTorch-style state dict: named tensors in PyTorch's layout, read from and written to
-//! safetensors files.
+//! A PyTorch-style state dict: named tensors in PyTorch's layout, and the choice of reader for
+//! a weight file by its first bytes (safetensors in `safetensors.rs`, PyTorch's formats in
+//! `pytorch/read.rs`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
 use burn::tensor::TensorData;
-use safetensors::{Dtype, SafeTensors};
 
-use crate::dtype::{ByteOrder, FloatDtype, float_tensor};
+use crate::dtype::FloatDtype;
 use crate::error::{Error, Result};
 
 /// Named tensors in PyTorch's layout and names (`fc1.weight` is `[out, in]`).
@@ -149,64 +149,6 @@ impl StateDict {
         }
     }
 
-    /// Read a safetensors file (as written by `safetensors.torch.save_file`).
-    ///
-    /// Floating-point tensors become f32; f16, bf16 and f64 are converted and the conversion
-    /// is noted in [`StateDict::notes`]. Integer and boolean tensors are an error.
-    pub fn from_safetensors_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_safetensors_bytes(&bytes, path.display().to_string())
-    }
-
-    /// Parse safetensors bytes; `source` names them in error messages.
-    ///
-    /// The `safetensors` crate checks the header before anything is allocated from it: the
-    /// length field against its 100 MB limit and the buffer's size, the JSON, each tensor's
-    /// offsets (contiguous, in bounds, together covering the data exactly) and that
-    /// shape × dtype size equals the tensor's byte range, with overflow checks. Every failure
-    /// is [`Error::Safetensors`] naming `source`.
-    ///
-    /// ```
-    /// let err = dl_io::StateDict::from_safetensors_bytes(b"junk", "junk.safetensors").unwrap_err();
-    /// assert!(err.to_string().starts_with("junk.safetensors: not a valid safetensors file"));
-    /// ```
-    pub fn from_safetensors_bytes(bytes: &[u8], source: impl Into<String>) -> Result<Self> {
-        let source = source.into();
-        let invalid = |reason: String| Error::Safetensors {
-            path: source.clone(),
-            reason,
-        };
-        let file = SafeTensors::deserialize(bytes).map_err(|e| invalid(e.to_string()))?;
-        let mut views = file.tensors();
-        views.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut state = StateDict::new(source.clone());
-        for (key, view) in views {
-            let dtype = match view.dtype() {
-                Dtype::F32 => FloatDtype::F32,
-                Dtype::F64 => FloatDtype::F64,
-                Dtype::F16 => FloatDtype::F16,
-                Dtype::BF16 => FloatDtype::BF16,
-                other => {
-                    return Err(Error::UnsupportedDtype {
-                        path: source,
-                        key,
-                        dtype: format!("{other:?}"),
-                    });
-                }
-            };
-            let (data, note) =
-                float_tensor(&key, view.data(), view.shape(), dtype, ByteOrder::Little)
-                    .map_err(invalid)?;
-            state.record_dtype(&key, dtype);
-            state.notes.extend(note);
-            state.tensors.insert(key, data);
-        }
-        Ok(state)
-    }
 }
 
 /// How many leading bytes [`detect_format`] looks at: enough for a tar header's `ustar` magic.
@@ -281,54 +223,5 @@ mod tests {
         assert!(detect_format(b"").unwrap_err().contains("empty"));
     }
 
-    #[test]
-    fn safetensors_dtypes_become_f32_with_a_note() {
-        let values = [1.0f32, -2.5];
-        let f32_bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let f64_bytes: Vec<u8> = values
-            .iter()
-            .flat_map(|v| f64::from(*v).to_le_bytes())
-            .collect();
-        let bytes = safetensors::serialize(
-            [
-                (
-                    "a",
-                    safetensors::tensor::TensorView::new(Dtype::F32, vec![2], &f32_bytes).unwrap(),
-                ),
-                (
-                    "b",
-                    safetensors::tensor::TensorView::new(Dtype::F64, vec![1, 2], &f64_bytes)
-                        .unwrap(),
-                ),
-            ],
-            None,
-        )
-        .unwrap();
-        let state = StateDict::from_safetensors_bytes(&bytes, "mem").unwrap();
-        assert_eq!(state.get("a").unwrap().try_to_vec::<f32>().unwrap(), values);
-        assert_eq!(state.get("b").unwrap().try_to_vec::<f32>().unwrap(), values);
-        assert_eq!(state.get("b").unwrap().shape().to_vec(), [1, 2]);
-        assert_eq!(state.notes(), ["`b` converted from F64 to F32"]);
-    }
-
-    #[test]
-    fn integer_tensors_are_refused_by_name() {
-        let bytes = safetensors::serialize(
-            [(
-                "steps",
-                safetensors::tensor::TensorView::new(Dtype::I64, vec![1], &[0u8; 8]).unwrap(),
-            )],
-            None,
-        )
-        .unwrap();
-        let err = StateDict::from_safetensors_bytes(&bytes, "ckpt.safetensors").unwrap_err();
-        assert!(
-            matches!(&err, Error::UnsupportedDtype { key, .. } if key == "steps"),
-            "{err}"
-        );
-        assert!(
-            err.to_string()
-                .starts_with("ckpt.safetensors: tensor `steps` has dtype I64")
-        );
     }
 }

@@ -7,9 +7,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
-use dl_core::{Error, Result};
+use dl_core::{Error, Result, validate};
 
-use crate::checks;
 use crate::dropout::dropout_forward;
 
 /// Configuration of a [`MultiHeadAttention`] (the arguments of `nn.MultiheadAttention`).
@@ -82,10 +81,10 @@ impl AttentionMask {
 
     fn check(&self, batch: usize, l: usize, s: usize) -> Result<()> {
         if let Some(m) = &self.key_padding_mask {
-            checks::shape("key_padding_mask", &m.dims(), &[batch, s])?;
+            validate::shape("key_padding_mask", &m.dims(), &[batch, s])?;
         }
         if let Some(m) = &self.attn_mask {
-            checks::shape("attn_mask", &m.dims(), &[l, s])?;
+            validate::shape("attn_mask", &m.dims(), &[l, s])?;
         }
         Ok(())
     }
@@ -197,8 +196,8 @@ impl MultiHeadAttentionConfig {
     /// `[0, 1)`.
     pub fn init(&self, device: &Device) -> Result<MultiHeadAttention> {
         let e = self.embed_dim;
-        checks::positive("attention embed_dim", e)?;
-        checks::positive("attention num_heads", self.num_heads)?;
+        validate::positive("attention embed_dim", e)?;
+        validate::positive("attention num_heads", self.num_heads)?;
         if !e.is_multiple_of(self.num_heads) {
             return Err(Error::invalid(
                 "attention num_heads",
@@ -206,7 +205,7 @@ impl MultiHeadAttentionConfig {
                 self.num_heads,
             ));
         }
-        checks::dropout_prob("attention dropout", self.dropout)?;
+        validate::probability("attention dropout", self.dropout)?;
         let in_proj_weight = Initializer::XavierUniform { gain: 1.0 }.init_with(
             [3 * e, e],
             Some(e),
@@ -255,7 +254,7 @@ impl MultiHeadAttention {
         mask: AttentionMask,
         need_weights: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
-        checks::or_panic(self.check_shapes(&query, &key, &value, &mask));
+        validate::or_panic(self.check_shapes(&query, &key, &value, &mask));
         let (q, k, v) = self.project(query, key, value);
         self.attend(q, k, v, &mask, need_weights)
     }
@@ -290,7 +289,7 @@ impl MultiHeadAttention {
         mask: AttentionMask,
         need_weights: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
-        checks::or_panic(self.check_shapes(&x, &x, &x, &mask));
+        validate::or_panic(self.check_shapes(&x, &x, &x, &mask));
         let (q, k, v) = self.project_self(x);
         self.attend(q, k, v, &mask, need_weights)
     }
@@ -325,9 +324,9 @@ impl MultiHeadAttention {
         let e = self.embed_dim();
         let [b, l, _] = query.dims();
         let [_, s, _] = key.dims();
-        checks::last_dim("attention query", &query.dims(), e)?;
-        checks::shape("attention key", &key.dims(), &[b, s, e])?;
-        checks::shape("attention value", &value.dims(), &[b, s, e])?;
+        validate::last_dim("attention query", &query.dims(), e)?;
+        validate::shape("attention key", &key.dims(), &[b, s, e])?;
+        validate::shape("attention value", &value.dims(), &[b, s, e])?;
         if b == 0 || l == 0 || s == 0 {
             return Err(Error::invalid(
                 "attention input",

@@ -4,9 +4,7 @@ use burn::config::Config;
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor};
-use dl_core::{Error, Result};
-
-use crate::checks;
+use dl_core::{Error, Result, validate};
 
 /// Configuration of a [`BatchNorm2d`] layer (PyTorch's defaults).
 #[derive(Config, Debug)]
@@ -84,7 +82,7 @@ impl BatchNorm2dConfig {
     /// Fails when `num_features` is 0, `eps` is not finite and positive, or `momentum` is not
     /// in `[0, 1]`.
     pub fn init(&self, device: &Device) -> Result<BatchNorm2d> {
-        checks::positive("batch norm num_features", self.num_features)?;
+        validate::positive("batch norm num_features", self.num_features)?;
         if !(self.eps.is_finite() && self.eps > 0.0) {
             return Err(Error::invalid(
                 "batch norm eps",
@@ -135,7 +133,7 @@ impl BatchNorm2d {
     ///
     /// On the inputs [`BatchNorm2d::try_forward`] rejects.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        checks::or_panic(self.try_forward(x))
+        validate::or_panic(self.try_forward(x))
     }
 
     /// [`BatchNorm2d::forward`], failing when the channel axis is not `C` or, in training, when

@@ -6,11 +6,10 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::{Device, Tensor};
-use dl_core::{Error, Result};
+use dl_core::{Error, Result, validate};
 
 use crate::activation::Activation;
 use crate::batch_norm::{BatchNorm2d, BatchNorm2dConfig};
-use crate::checks;
 
 /// Configuration of a [`ConvBlock`]. Sizes are `[height, width]`.
 #[derive(Config, Debug)]
@@ -101,13 +100,13 @@ impl ConvBlockConfig {
     ///
     /// Fails on zero channels, kernel sizes or strides, and on invalid batch norm settings.
     pub fn init(&self, device: &Device) -> Result<ConvBlock> {
-        checks::positive("conv block in_channels", self.in_channels)?;
-        checks::positive("conv block out_channels", self.out_channels)?;
+        validate::positive("conv block in_channels", self.in_channels)?;
+        validate::positive("conv block out_channels", self.out_channels)?;
         for (what, pair) in [
             ("conv block kernel_size", self.kernel_size),
             ("conv block stride", self.stride),
         ] {
-            checks::positive(what, pair[0].min(pair[1]))?;
+            validate::positive(what, pair[0].min(pair[1]))?;
         }
         let [ph, pw] = self.padding;
         let conv = Conv2dConfig::new([self.in_channels, self.out_channels], self.kernel_size)
@@ -128,8 +127,8 @@ impl ConvBlockConfig {
         let pool = match self.pool_kernel {
             Some(kernel) => {
                 let stride = self.pool_stride.unwrap_or(kernel);
-                checks::positive("conv block pool_kernel", kernel[0].min(kernel[1]))?;
-                checks::positive("conv block pool_stride", stride[0].min(stride[1]))?;
+                validate::positive("conv block pool_kernel", kernel[0].min(kernel[1]))?;
+                validate::positive("conv block pool_stride", stride[0].min(stride[1]))?;
                 Some(MaxPool2dConfig::new(kernel).with_strides(stride).init())
             }
             None => {
@@ -195,7 +194,7 @@ impl ConvBlock {
     ///
     /// On the inputs [`ConvBlock::try_forward`] rejects.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        checks::or_panic(self.try_forward(x))
+        validate::or_panic(self.try_forward(x))
     }
 
     /// [`ConvBlock::forward`], failing when the channel axis is not `in_channels`, when the

@@ -4,10 +4,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use dl_core::Result;
+use dl_core::{Result, validate};
 
 use crate::activation::Activation;
-use crate::checks;
 
 /// Configuration of a [`Dense`] layer.
 #[derive(Config, Debug)]
@@ -62,8 +61,8 @@ impl DenseConfig {
     ///
     /// Fails when `d_input` or `d_output` is 0.
     pub fn init(&self, device: &Device) -> Result<Dense> {
-        checks::positive("dense d_input", self.d_input)?;
-        checks::positive("dense d_output", self.d_output)?;
+        validate::positive("dense d_input", self.d_input)?;
+        validate::positive("dense d_output", self.d_output)?;
         let linear = LinearConfig::new(self.d_input, self.d_output)
             .with_bias(self.bias)
             .init(device);
@@ -91,13 +90,13 @@ impl Dense {
     ///
     /// When the last axis of `x` is not `d_input` (see [`Dense::try_forward`]).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        checks::or_panic(self.try_forward(x))
+        validate::or_panic(self.try_forward(x))
     }
 
     /// [`Dense::forward`], returning an error naming the expected shape when the last axis of
     /// `x` is not `d_input`.
     pub fn try_forward<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
-        checks::last_dim("dense input", &x.dims(), self.d_input())?;
+        validate::last_dim("dense input", &x.dims(), self.d_input())?;
         Ok(self.activation.forward(self.linear.forward(x)))
     }
 }

@@ -60,7 +60,6 @@
 mod activation;
 mod attention;
 mod batch_norm;
-mod checks;
 mod conv;
 mod conv_block;
 mod dense;

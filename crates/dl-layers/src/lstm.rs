@@ -6,9 +6,8 @@ use burn::nn::{Dropout, DropoutConfig, Initializer};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
-use dl_core::{Error, Result};
+use dl_core::{Error, Result, validate};
 
-use crate::checks;
 use crate::dropout::dropout_forward;
 
 /// The recurrent state `(h, c)`, each `[num_layers · num_directions, batch, hidden_size]`,
@@ -161,10 +160,10 @@ impl LstmConfig {
     ///
     /// Fails when a size is 0 or `dropout` is not in `[0, 1)`.
     pub fn init(&self, device: &Device) -> Result<Lstm> {
-        checks::positive("lstm input_size", self.input_size)?;
-        checks::positive("lstm hidden_size", self.hidden_size)?;
-        checks::positive("lstm num_layers", self.num_layers)?;
-        checks::dropout_prob("lstm dropout", self.dropout)?;
+        validate::positive("lstm input_size", self.input_size)?;
+        validate::positive("lstm hidden_size", self.hidden_size)?;
+        validate::positive("lstm num_layers", self.num_layers)?;
+        validate::probability("lstm dropout", self.dropout)?;
         let h = self.hidden_size;
         let k = 1.0 / (h as f64).sqrt();
         let init = Initializer::Uniform { min: -k, max: k };
@@ -248,7 +247,7 @@ impl Lstm {
     ///
     /// On the inputs [`Lstm::try_forward`] rejects.
     pub fn forward(&self, x: Tensor<3>, state: Option<LstmState>) -> (Tensor<3>, LstmState) {
-        checks::or_panic(self.try_forward(x, state))
+        validate::or_panic(self.try_forward(x, state))
     }
 
     /// [`Lstm::forward`], failing when `x` does not have `input_size` features, has no time
@@ -259,7 +258,7 @@ impl Lstm {
         state: Option<LstmState>,
     ) -> Result<(Tensor<3>, LstmState)> {
         let dims = x.dims();
-        checks::last_dim("lstm input", &dims, self.input_size)?;
+        validate::last_dim("lstm input", &dims, self.input_size)?;
         let time_dim = self.time_dim();
         let (t_len, batch) = (dims[time_dim], dims[1 - time_dim]);
         if t_len == 0 || batch == 0 {
@@ -273,8 +272,8 @@ impl Lstm {
         let slots = self.layers.len();
         let (h0, c0) = match state {
             Some((h0, c0)) => {
-                checks::shape("lstm h_0", &h0.dims(), &[slots, batch, h])?;
-                checks::shape("lstm c_0", &c0.dims(), &[slots, batch, h])?;
+                validate::shape("lstm h_0", &h0.dims(), &[slots, batch, h])?;
+                validate::shape("lstm c_0", &c0.dims(), &[slots, batch, h])?;
                 (h0, c0)
             }
             None => {

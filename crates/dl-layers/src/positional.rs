@@ -3,9 +3,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use dl_core::{Error, Result};
-
-use crate::checks;
+use dl_core::{Error, Result, validate};
 
 /// Configuration of a [`PositionalEncoding`].
 #[derive(Config, Debug)]
@@ -59,8 +57,8 @@ impl PositionalEncodingConfig {
     /// Fails when a size is 0 or `d_model` is odd (the chapter's formula then assigns
     /// `⌈d/2⌉` cosine columns to `⌊d/2⌋` slots and PyTorch raises).
     pub fn init(&self, device: &Device) -> Result<PositionalEncoding> {
-        checks::positive("positional encoding max_seq_length", self.max_seq_length)?;
-        checks::positive("positional encoding d_model", self.d_model)?;
+        validate::positive("positional encoding max_seq_length", self.max_seq_length)?;
+        validate::positive("positional encoding d_model", self.d_model)?;
         if !self.d_model.is_multiple_of(2) {
             return Err(Error::invalid(
                 "positional encoding d_model",
@@ -116,14 +114,14 @@ impl PositionalEncoding {
     /// When `T > max_seq_length` or the last axis is not `d_model` (see
     /// [`PositionalEncoding::try_forward`]).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        checks::or_panic(self.try_forward(x))
+        validate::or_panic(self.try_forward(x))
     }
 
     /// [`PositionalEncoding::forward`], failing when the sequence is longer than the table or
     /// the width is not `d_model`.
     pub fn try_forward(&self, x: Tensor<3>) -> Result<Tensor<3>> {
         let [_, t, _] = x.dims();
-        checks::last_dim("positional encoding input", &x.dims(), self.d_model())?;
+        validate::last_dim("positional encoding input", &x.dims(), self.d_model())?;
         if t > self.max_seq_length() {
             return Err(Error::invalid(
                 "positional encoding sequence length",

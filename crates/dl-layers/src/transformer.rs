@@ -6,10 +6,9 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use dl_core::{Error, Result};
+use dl_core::{Error, Result, validate};
 
 use crate::attention::{AttentionMask, MultiHeadAttention, MultiHeadAttentionConfig};
-use crate::checks;
 use crate::dropout::dropout_forward;
 use crate::layer_norm::layer_norm_forward;
 
@@ -140,8 +139,8 @@ impl TransformerBlockConfig {
     /// Fails when `n_heads` does not divide `d_model`, a size is 0, or `dropout` is not in
     /// `[0, 1)`.
     pub fn init(&self, device: &Device) -> Result<TransformerBlock> {
-        checks::positive("transformer block d_ff", self.d_ff)?;
-        checks::dropout_prob("transformer block dropout", self.dropout)?;
+        validate::positive("transformer block d_ff", self.d_ff)?;
+        validate::probability("transformer block dropout", self.dropout)?;
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
             return Err(Error::invalid(
                 "transformer block layer_norm_eps",
@@ -206,7 +205,7 @@ impl TransformerBlock {
         mask: AttentionMask,
         need_weights: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
-        checks::or_panic(checks::last_dim(
+        validate::or_panic(validate::last_dim(
             "transformer block input",
             &x.dims(),
             self.d_model(),
@@ -222,7 +221,7 @@ impl TransformerBlock {
         mask: AttentionMask,
         need_weights: bool,
     ) -> Result<(Tensor<3>, Option<Tensor<4>>)> {
-        checks::last_dim("transformer block input", &x.dims(), self.d_model())?;
+        validate::last_dim("transformer block input", &x.dims(), self.d_model())?;
         self.attention.check_self(&x, &mask)?;
         Ok(self.forward_with(x, mask, need_weights))
     }

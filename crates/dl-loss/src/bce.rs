@@ -8,7 +8,7 @@ use dl_core::Result;
 
 use crate::loss::{Loss, scaled};
 use crate::reduction::Reduction;
-use crate::validate;
+use crate::targets;
 
 /// PyTorch clamps each logarithm of the binary cross-entropy at this value, so that a
 /// probability of exactly 0 or 1 gives a finite loss.
@@ -97,7 +97,7 @@ impl BinaryCrossEntropy {
         input: Tensor<D>,
         target: Tensor<D>,
     ) -> Result<Tensor<1>> {
-        let count = validate::same_shape(&input.dims(), &target.dims())?;
+        let count = targets::same_shape(&input.dims(), &target.dims())?;
         let log_p = input.clone().log().clamp_min(BCE_LOG_CLAMP);
         let log_1mp = input.neg().log1p().clamp_min(BCE_LOG_CLAMP);
         // PyTorch's arrangement (y - 1)·log(1-p) - y·log p: no cancellation when y is 0 or 1.
@@ -117,7 +117,7 @@ impl BinaryCrossEntropy {
         input: Tensor<D>,
         target: Tensor<D>,
     ) -> Result<Tensor<D>> {
-        let count = validate::same_shape(&input.dims(), &target.dims())?;
+        let count = targets::same_shape(&input.dims(), &target.dims())?;
         let denominator = input
             .clone()
             .mul(input.clone().neg().add_scalar(1.0))
@@ -220,7 +220,7 @@ impl BinaryCrossEntropyWithLogits {
         input: Tensor<D>,
         target: Tensor<D>,
     ) -> Result<Tensor<1>> {
-        let count = validate::same_shape(&input.dims(), &target.dims())?;
+        let count = targets::same_shape(&input.dims(), &target.dims())?;
         let loss = target
             .neg()
             .add_scalar(1.0)
@@ -236,7 +236,7 @@ impl BinaryCrossEntropyWithLogits {
         input: Tensor<D>,
         target: Tensor<D>,
     ) -> Result<Tensor<D>> {
-        let count = validate::same_shape(&input.dims(), &target.dims())?;
+        let count = targets::same_shape(&input.dims(), &target.dims())?;
         let gradient = sigmoid(input).sub(target);
         Ok(scaled(gradient, self.reduction.gradient_scale(count)))
     }

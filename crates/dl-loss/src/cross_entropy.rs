@@ -7,7 +7,7 @@ use dl_core::{Error, Result};
 
 use crate::loss::{Loss, scaled};
 use crate::reduction::Reduction;
-use crate::validate;
+use crate::targets;
 
 /// Configuration of a [`CrossEntropyLoss`], with PyTorch's defaults.
 ///
@@ -102,7 +102,7 @@ impl CrossEntropyLoss {
     /// ([`Error::ShapeMismatch`]), an index outside `0..C` ([`Error::InvalidValue`]).
     pub fn try_forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<1>> {
         let [n, c] = input.dims();
-        validate::class_targets([n, c], &target)?;
+        targets::class_targets([n, c], &target)?;
         let log_probs = log_softmax(input, 1);
         let eps = self.label_smoothing;
         let index = target.reshape([n, 1]);
@@ -123,11 +123,11 @@ impl CrossEntropyLoss {
     /// `softmax(x) - ((1-ε)·onehot(y) + ε/C)`, times `1/N` for the mean. Same errors.
     pub fn gradient(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<2>> {
         let [n, c] = input.dims();
-        validate::class_targets([n, c], &target)?;
+        targets::class_targets([n, c], &target)?;
         let eps = self.label_smoothing;
         let off = eps / c as f64;
         let target_distribution = Tensor::<2>::full([n, c], off, (&input.device(), input.dtype()))
-            .mask_fill(validate::one_hot_mask(target, c), 1.0 - eps + off);
+            .mask_fill(targets::one_hot_mask(target, c), 1.0 - eps + off);
         let gradient = softmax(input, 1).sub(target_distribution);
         Ok(scaled(gradient, self.reduction.gradient_scale(n)))
     }

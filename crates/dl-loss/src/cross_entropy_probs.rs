@@ -6,7 +6,7 @@ use dl_core::{Error, Result};
 
 use crate::loss::{Loss, scaled};
 use crate::reduction::Reduction;
-use crate::validate;
+use crate::targets;
 
 /// Configuration of a [`CrossEntropyProbs`].
 ///
@@ -103,7 +103,7 @@ impl CrossEntropyProbs {
     /// ([`Error::ShapeMismatch`]).
     pub fn try_forward(&self, input: Tensor<2>, target: Tensor<2>) -> Result<Tensor<1>> {
         let [n, _] = input.dims();
-        validate::same_shape(&input.dims(), &target.dims())?;
+        targets::same_shape(&input.dims(), &target.dims())?;
         let clipped = input.clamp(self.epsilon, 1.0 - self.epsilon);
         let per_sample = target.mul(clipped.log()).sum_dim(1).reshape([n]).neg();
         Ok(self.reduction.reduce(per_sample))
@@ -113,7 +113,7 @@ impl CrossEntropyProbs {
     /// `-y / clip(p)`, 0 where `p < ε` or `p > 1-ε`, times `1/N` for the mean. Same errors.
     pub fn gradient(&self, input: Tensor<2>, target: Tensor<2>) -> Result<Tensor<2>> {
         let [n, _] = input.dims();
-        validate::same_shape(&input.dims(), &target.dims())?;
+        targets::same_shape(&input.dims(), &target.dims())?;
         let (low, high) = (self.epsilon, 1.0 - self.epsilon);
         let outside = input
             .clone()

@@ -7,7 +7,7 @@ use dl_core::{Error, Result};
 
 use crate::loss::{Loss, scaled};
 use crate::reduction::Reduction;
-use crate::validate;
+use crate::targets;
 
 /// Configuration of a [`HingeLoss`].
 ///
@@ -123,8 +123,8 @@ impl HingeLoss {
     }
 
     fn check<const D: usize>(&self, input: &Tensor<D>, target: &Tensor<D>) -> Result<usize> {
-        let count = validate::same_shape(&input.dims(), &target.dims())?;
-        validate::plus_minus_one(target)?;
+        let count = targets::same_shape(&input.dims(), &target.dims())?;
+        targets::plus_minus_one(target)?;
         Ok(count)
     }
 

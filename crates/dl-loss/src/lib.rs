@@ -51,9 +51,9 @@ mod loss;
 mod mse;
 mod multi_margin;
 mod reduction;
+mod targets;
 #[cfg(test)]
 mod test_util;
-mod validate;
 
 pub use bce::{
     BCE_GRAD_EPSILON, BCE_LOG_CLAMP, BinaryCrossEntropy, BinaryCrossEntropyConfig,

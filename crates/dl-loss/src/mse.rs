@@ -6,7 +6,7 @@ use dl_core::Result;
 
 use crate::loss::{Loss, scaled};
 use crate::reduction::Reduction;
-use crate::validate;
+use crate::targets;
 
 /// Configuration of an [`MseLoss`], with PyTorch's defaults.
 ///
@@ -77,7 +77,7 @@ impl MseLoss {
         input: Tensor<D>,
         target: Tensor<D>,
     ) -> Result<Tensor<1>> {
-        let count = validate::same_shape(&input.dims(), &target.dims())?;
+        let count = targets::same_shape(&input.dims(), &target.dims())?;
         let squared = input.sub(target).square().reshape([count]);
         Ok(self.reduction.reduce(squared))
     }
@@ -89,7 +89,7 @@ impl MseLoss {
         input: Tensor<D>,
         target: Tensor<D>,
     ) -> Result<Tensor<D>> {
-        let count = validate::same_shape(&input.dims(), &target.dims())?;
+        let count = targets::same_shape(&input.dims(), &target.dims())?;
         let scale = 2.0 * self.reduction.gradient_scale(count);
         Ok(scaled(input.sub(target), scale))
     }

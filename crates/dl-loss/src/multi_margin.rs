@@ -7,7 +7,7 @@ use dl_core::{Error, Result};
 
 use crate::loss::{Loss, scaled};
 use crate::reduction::Reduction;
-use crate::validate;
+use crate::targets;
 
 /// Configuration of a [`MultiMarginLoss`], with PyTorch's defaults.
 ///
@@ -112,8 +112,8 @@ impl MultiMarginLoss {
     /// ([`Error::ShapeMismatch`]), an index outside `0..C` ([`Error::InvalidValue`]).
     pub fn try_forward(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<1>> {
         let [n, c] = input.dims();
-        validate::class_targets([n, c], &target)?;
-        let own_class = validate::one_hot_mask(target.clone(), c);
+        targets::class_targets([n, c], &target)?;
+        let own_class = targets::one_hot_mask(target.clone(), c);
         let hinge = relu(self.slack(input, target)).mask_fill(own_class, 0.0);
         let powered = if self.p == 2 { hinge.square() } else { hinge };
         let per_sample = powered.sum_dim(1).reshape([n]).div_scalar(c as f64);
@@ -123,8 +123,8 @@ impl MultiMarginLoss {
     /// The gradient of [`forward`](Self::forward) with respect to the logits. Same errors.
     pub fn gradient(&self, input: Tensor<2>, target: Tensor<1, Int>) -> Result<Tensor<2>> {
         let [n, c] = input.dims();
-        validate::class_targets([n, c], &target)?;
-        let own_class = validate::one_hot_mask(target.clone(), c);
+        targets::class_targets([n, c], &target)?;
+        let own_class = targets::one_hot_mask(target.clone(), c);
         let slack = self.slack(input, target);
         // d/dx_j of h_j^p for j ≠ y: 1·[h_j > 0] for p = 1, 2·h_j for p = 2.
         let others = if self.p == 2 {

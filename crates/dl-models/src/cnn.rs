@@ -8,11 +8,10 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use dl_core::{Classifier, Error, Result};
-use dl_layers::conv2d_forward;
+use dl_core::{Classifier, Error, Result, validate};
+use dl_layers::{conv2d_forward, dropout_forward};
 
-use crate::mlp::{ParamCount, check_dropout, check_positive};
-use dl_layers::dropout_forward;
+use crate::mlp::ParamCount;
 
 /// Configuration of [`Cnn`]; the defaults are the chapter's `ConvolutionalNeuralNetwork`
 /// for 1x28x28 digits. [`CnnConfig::image_cnn`] gives the image-classification case.
@@ -83,12 +82,12 @@ impl CnnConfig {
 
     /// Build the network with PyTorch's default initialisation.
     pub fn init(&self, device: &Device) -> Result<Cnn> {
-        check_dropout(self.dropout)?;
-        check_positive("CNN in_channels", self.in_channels)?;
-        check_positive("CNN hidden_size", self.hidden_size)?;
-        check_positive("CNN num_classes", self.num_classes)?;
+        validate::probability("CNN dropout", self.dropout)?;
+        validate::positive("CNN in_channels", self.in_channels)?;
+        validate::positive("CNN hidden_size", self.hidden_size)?;
+        validate::positive("CNN num_classes", self.num_classes)?;
         for &c in &self.conv_channels {
-            check_positive("CNN conv channels", c)?;
+            validate::positive("CNN conv channels", c)?;
         }
         if self.pooled_size() == 0 {
             return Err(Error::invalid(

@@ -5,10 +5,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use dl_core::{Classifier, Result};
+use dl_core::{Classifier, Result, validate};
 use dl_layers::{Lstm, LstmConfig};
 
-use crate::mlp::{ParamCount, check_dropout, check_positive};
+use crate::mlp::ParamCount;
 
 /// Configuration of [`LstmClassifier`]; the defaults are the chapter's sequence-prediction
 /// case (input 10, hidden 64, 2 layers, 5 classes, dropout 0.2 between layers).
@@ -56,8 +56,8 @@ impl LstmClassifierConfig {
     /// Build the network with PyTorch's initialisation (`U(-1/sqrt(h), 1/sqrt(h))` for the
     /// LSTM, kaiming-uniform for the classifier).
     pub fn init(&self, device: &Device) -> Result<LstmClassifier> {
-        check_dropout(self.dropout)?;
-        check_positive("LSTM classifier num_classes", self.num_classes)?;
+        validate::probability("LSTM classifier dropout", self.dropout)?;
+        validate::positive("LSTM classifier num_classes", self.num_classes)?;
         let lstm = LstmConfig::new(self.input_size, self.hidden_size)
             .with_num_layers(self.num_layers)
             .with_batch_first(true)

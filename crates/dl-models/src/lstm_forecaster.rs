@@ -5,10 +5,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use dl_core::Result;
+use dl_core::{Result, validate};
 use dl_layers::{Lstm, LstmConfig};
 
-use crate::mlp::{ParamCount, check_dropout, check_positive};
+use crate::mlp::ParamCount;
 
 /// Configuration of [`LstmForecaster`]: one value per time step, hidden 32, 1 layer, one step
 /// ahead, no dropout.
@@ -56,8 +56,8 @@ impl LstmForecasterConfig {
     /// Build the network with PyTorch's initialisation (`U(-1/sqrt(h), 1/sqrt(h))` for the
     /// LSTM, kaiming-uniform for the head).
     pub fn init(&self, device: &Device) -> Result<LstmForecaster> {
-        check_dropout(self.dropout)?;
-        check_positive("LSTM forecaster horizon", self.horizon)?;
+        validate::probability("LSTM forecaster dropout", self.dropout)?;
+        validate::positive("LSTM forecaster horizon", self.horizon)?;
         let lstm = LstmConfig::new(self.input_size, self.hidden_size)
             .with_num_layers(self.num_layers)
             .with_batch_first(true)

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use dl_core::{Classifier, Error, Result};
+use dl_core::{Classifier, Error, Result, validate};
 use dl_layers::dropout_forward;
 
 /// Configuration of [`Mlp`], with the chapter's training-pipeline values as defaults.
@@ -59,12 +59,12 @@ pub struct Mlp {
 impl MlpConfig {
     /// Build the network with PyTorch's default initialisation (kaiming-uniform weights).
     pub fn init(&self, device: &Device) -> Result<Mlp> {
-        check_dropout(self.dropout)?;
-        check_positive("MLP input_size", self.input_size)?;
-        check_positive("MLP num_classes", self.num_classes)?;
+        validate::probability("MLP dropout", self.dropout)?;
+        validate::positive("MLP input_size", self.input_size)?;
+        validate::positive("MLP num_classes", self.num_classes)?;
         let mut sizes = vec![self.input_size];
         for &h in &self.hidden_sizes {
-            check_positive("MLP hidden size", h)?;
+            validate::positive("MLP hidden size", h)?;
             sizes.push(h);
         }
         sizes.push(self.num_classes);
@@ -151,27 +151,6 @@ impl Classifier for Mlp {
 
     fn num_classes(&self) -> usize {
         self.layers.last().map_or(0, |l| l.weight.dims()[1])
-    }
-}
-
-/// Dropout must be a probability in `[0, 1)`, as Burn's `DropoutConfig::init` asserts.
-pub(crate) fn check_dropout(p: f64) -> Result<()> {
-    if p.is_finite() && (0.0..1.0).contains(&p) {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "dropout probability",
-            "a value in [0, 1)",
-            p,
-        ))
-    }
-}
-
-pub(crate) fn check_positive(what: &str, value: usize) -> Result<()> {
-    if value == 0 {
-        Err(Error::invalid(what, "a positive size", value))
-    } else {
-        Ok(())
     }
 }
 
@@ -285,7 +264,7 @@ mod tests {
             .with_dropout(1.0)
             .init(&device)
             .unwrap_err();
-        assert!(err.to_string().contains("dropout probability"), "{err}");
+        assert!(err.to_string().contains("MLP dropout"), "{err}");
         let err = MlpConfig::new()
             .with_hidden_sizes(vec![0])
             .init(&device)

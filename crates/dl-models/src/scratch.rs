@@ -20,7 +20,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Distribution, Int, Tensor};
-use dl_core::{Error, Result};
+use dl_core::{Error, Result, validate};
 use serde::{Deserialize, Serialize};
 
 use crate::mlp::ParamCount;
@@ -153,16 +153,10 @@ impl ScratchMlpConfig {
                 format!("{:?}", self.layer_sizes),
             ));
         }
-        if let Some(&zero) = self.layer_sizes.iter().find(|&&s| s == 0) {
-            return Err(Error::invalid("layer size", "a positive size", zero));
+        for &size in &self.layer_sizes {
+            validate::positive("layer size", size)?;
         }
-        if !(self.init_scale.is_finite() && self.init_scale >= 0.0) {
-            return Err(Error::invalid(
-                "init_scale",
-                "a finite value >= 0",
-                self.init_scale,
-            ));
-        }
+        validate::non_negative("init_scale", self.init_scale)?;
         let mut weights = Vec::new();
         let mut biases = Vec::new();
         for pair in self.layer_sizes.windows(2) {

@@ -5,13 +5,13 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor};
-use dl_core::{Classifier, Error, Result};
+use dl_core::{Classifier, Error, Result, validate};
 use dl_layers::{
     AttentionMask, PositionalEncoding, PositionalEncodingConfig, TransformerBlock,
     TransformerBlockConfig,
 };
 
-use crate::mlp::{ParamCount, check_dropout, check_positive};
+use crate::mlp::ParamCount;
 use dl_layers::dropout_forward;
 
 /// Configuration of [`TransformerClassifier`].
@@ -90,19 +90,19 @@ impl TransformerClassifierConfig {
 
     /// Build the network with PyTorch's initialisation.
     pub fn init(&self, device: &Device) -> Result<TransformerClassifier> {
-        check_dropout(self.dropout)?;
-        check_positive("transformer d_model", self.d_model)?;
-        check_positive("transformer num_classes", self.num_classes)?;
+        validate::probability("transformer dropout", self.dropout)?;
+        validate::positive("transformer d_model", self.d_model)?;
+        validate::positive("transformer num_classes", self.num_classes)?;
         let (embedding, patch_embedding) = match self.patch_size {
             Some(size) => {
-                check_positive("transformer patch_size", size)?;
+                validate::positive("transformer patch_size", size)?;
                 (
                     None,
                     Some(LinearConfig::new(size, self.d_model).init(device)),
                 )
             }
             None => {
-                check_positive("transformer vocab_size", self.vocab_size)?;
+                validate::positive("transformer vocab_size", self.vocab_size)?;
                 (
                     Some(EmbeddingConfig::new(self.vocab_size, self.d_model).init(device)),
                     None,

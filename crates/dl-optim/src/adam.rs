@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor};
 use dl_core::Result;
 
 use crate::record::{push_count, push_optional_tensor, push_tensor, take_count, take_tensor};
-use crate::validate::{non_negative, unit_half_open};
+use dl_core::validate::{non_negative, unit_half_open};
 
 /// Configuration of [`Adam`], with `torch.optim.Adam`'s defaults.
 ///

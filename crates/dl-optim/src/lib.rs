@@ -47,7 +47,6 @@ mod record;
 mod rmsprop;
 mod schedule;
 mod sgd;
-mod validate;
 
 pub use adam::{Adam, AdamConfig, AdamState};
 pub use adamw::{AdamW, AdamWConfig};

@@ -7,7 +7,7 @@ use dl_core::Result;
 
 use crate::adam::lerp;
 use crate::record::{push_count, push_optional_tensor, push_tensor, take_count, take_tensor};
-use crate::validate::non_negative;
+use dl_core::validate::non_negative;
 
 /// Configuration of [`RmsProp`], with `torch.optim.RMSprop`'s defaults.
 ///

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use dl_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::validate::{finite, non_negative, positive_count};
+use dl_core::validate::{finite, non_negative, positive};
 
 /// A learning rate as a function of the step index.
 pub trait LrSchedule: Send + Sync + fmt::Debug {
@@ -161,7 +161,7 @@ impl StepLr {
     /// Decay by `gamma` every `step_size` steps; `step_size > 0`, `gamma` finite and `>= 0`.
     pub fn new(base: f64, step_size: usize, gamma: f64) -> Result<Self> {
         check_base("StepLr", base)?;
-        positive_count("StepLr step_size", step_size)?;
+        positive("StepLr step_size", step_size)?;
         non_negative("StepLr gamma", gamma)?;
         Ok(Self {
             base,
@@ -239,7 +239,7 @@ impl CosineAnnealingLr {
     /// Anneal from `base` to `eta_min` over `t_max` steps; `t_max > 0`, `eta_min` finite.
     pub fn new(base: f64, t_max: usize, eta_min: f64) -> Result<Self> {
         check_base("CosineAnnealingLr", base)?;
-        positive_count("CosineAnnealingLr t_max", t_max)?;
+        positive("CosineAnnealingLr t_max", t_max)?;
         finite("CosineAnnealingLr eta_min", eta_min)?;
         Ok(Self {
             base,
@@ -300,7 +300,7 @@ impl LinearWarmup {
                 end_factor,
             ));
         }
-        positive_count("LinearWarmup total_iters", total_iters)?;
+        positive("LinearWarmup total_iters", total_iters)?;
         Ok(Self {
             base,
             start_factor,

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor};
 use dl_core::{Error, Result};
 
 use crate::record::{push_tensor, take_tensor};
-use crate::validate::{finite, non_negative};
+use dl_core::validate::{finite, non_negative};
 
 /// Configuration of [`Sgd`], with `torch.optim.SGD`'s defaults.
 ///

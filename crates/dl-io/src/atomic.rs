@@ -1,122 +1,14 @@
-//! Writing a state dict as a safetensors file that PyTorch loads: f32 tensors under the
-//! state dict's names, metadata `{"format": "pt"}` as `safetensors.torch.save_file` writes,
-//! and an atomic replace of the destination.
+//! Atomic file writes: a temporary file beside the destination, synced and renamed over it.
+//! Every file dl-io, the `dl` program and `cargo xtask` write goes through here.
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use burn::tensor::{DType, TensorData, bf16, f16};
-use safetensors::Dtype;
-use safetensors::tensor::TensorView;
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
-use crate::state_dict::StateDict;
-
-/// The tensor name safetensors reserves for the metadata.
-const METADATA_KEY: &str = "__metadata__";
-
-/// The f32 values of a floating-point tensor, or `None` for other dtypes.
-pub(crate) fn f32_values(data: &TensorData) -> Option<Vec<f32>> {
-    match data.dtype() {
-        DType::F32 | DType::Flex32 => data.try_to_vec::<f32>().ok(),
-        DType::F64 => data
-            .try_to_vec::<f64>()
-            .ok()
-            .map(|v| v.into_iter().map(|x| x as f32).collect()),
-        DType::F16 => data
-            .try_to_vec::<f16>()
-            .ok()
-            .map(|v| v.into_iter().map(f16::to_f32).collect()),
-        DType::BF16 => data
-            .try_to_vec::<bf16>()
-            .ok()
-            .map(|v| v.into_iter().map(bf16::to_f32).collect()),
-        _ => None,
-    }
-}
-
-impl StateDict {
-    /// The state dict as safetensors bytes: every tensor as little-endian f32 under its key,
-    /// metadata `{"format": "pt"}`. Errors name [`StateDict::source`].
-    ///
-    /// ```
-    /// use burn::tensor::TensorData;
-    /// let mut state = dl_io::StateDict::new("mem");
-    /// state.insert("fc.weight", TensorData::new(vec![1.0f32, 2.0], [1, 2]));
-    /// let bytes = state.to_safetensors_bytes()?;
-    /// let back = dl_io::StateDict::from_safetensors_bytes(&bytes, "back")?;
-    /// assert_eq!(back.get("fc.weight"), state.get("fc.weight"));
-    /// # Ok::<(), dl_io::Error>(())
-    /// ```
-    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
-        self.serialize(&self.source)
-    }
-
-    /// Write the state dict to `path` as a safetensors file with PyTorch's conventions: f32
-    /// tensors under the state dict's keys and metadata `{"format": "pt"}`, so that
-    /// `model.load_state_dict(safetensors.torch.load_file(path))` accepts a
-    /// [`to_pytorch_state_dict`](crate::to_pytorch_state_dict) export. f64, f16 and bf16
-    /// tensors are written as f32; an integer or boolean tensor is
-    /// [`Error::UnsupportedDtype`].
-    ///
-    /// The write is atomic: the bytes go to a temporary file in the same folder, which is
-    /// flushed to disk (`fsync`) and then renamed over `path`. On any error the temporary
-    /// file is removed and an existing file at `path` is left as it was; a reader never sees
-    /// a half-written file.
-    ///
-    /// ```no_run
-    /// let device = dl_core::BackendKind::Flex.device()?;
-    /// let model = dl_models::MlpConfig::new().init(&device)?;
-    /// dl_io::to_pytorch_state_dict(&model).write_safetensors("mlp.safetensors")?;
-    /// // Python: model.load_state_dict(safetensors.torch.load_file("mlp.safetensors"))
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn write_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let name = path.display().to_string();
-        let bytes = self.serialize(&name)?;
-        write_atomically(path, &bytes)
-    }
-
-    fn serialize(&self, destination: &str) -> Result<Vec<u8>> {
-        let mut buffers = Vec::with_capacity(self.tensors.len());
-        for (key, data) in &self.tensors {
-            if key == METADATA_KEY {
-                return Err(Error::Safetensors {
-                    path: destination.to_string(),
-                    reason: format!("the tensor name `{METADATA_KEY}` is reserved for metadata"),
-                });
-            }
-            let Some(values) = f32_values(data) else {
-                return Err(Error::UnsupportedDtype {
-                    path: destination.to_string(),
-                    key: key.clone(),
-                    dtype: format!("{:?}", data.dtype()),
-                });
-            };
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            buffers.push((key.as_str(), data.shape().to_vec(), bytes));
-        }
-        let invalid = |reason: String| Error::Safetensors {
-            path: destination.to_string(),
-            reason,
-        };
-        let views = buffers
-            .iter()
-            .map(|(key, shape, bytes)| {
-                TensorView::new(Dtype::F32, shape.clone(), bytes)
-                    .map(|view| (*key, view))
-                    .map_err(|e| invalid(format!("tensor `{key}`: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize(views, Some(metadata)).map_err(|e| invalid(e.to_string()))
-    }
-}
 
 /// The folder `path` is in: `.` for a bare file name.
 fn folder_of(path: &Path) -> &Path {
@@ -207,46 +99,6 @@ mod tests {
     use std::fs;
 
     use super::*;
-
-    #[test]
-    fn metadata_and_dtype_follow_pytorch() {
-        let mut state = StateDict::new("mem");
-        state.insert("a.weight", TensorData::new(vec![1.5f64, -2.0], [2, 1]));
-        state.insert("a.bias", TensorData::new(vec![f16::from_f32(0.5)], [1]));
-        let bytes = state.to_safetensors_bytes().unwrap();
-        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let format = metadata.metadata().as_ref().and_then(|m| m.get("format"));
-        assert_eq!(format.map(String::as_str), Some("pt"));
-        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let weight = file.tensor("a.weight").unwrap();
-        assert_eq!(weight.dtype(), Dtype::F32);
-        assert_eq!(weight.shape(), [2, 1]);
-        assert_eq!(
-            weight.data(),
-            [1.5f32.to_le_bytes(), (-2.0f32).to_le_bytes()].concat()
-        );
-        assert_eq!(file.tensor("a.bias").unwrap().data(), 0.5f32.to_le_bytes());
-    }
-
-    #[test]
-    fn integer_tensors_and_the_reserved_name_are_refused() {
-        let mut state = StateDict::new("mem");
-        state.insert("steps", TensorData::new(vec![3i64], [1]));
-        let err = state.to_safetensors_bytes().unwrap_err();
-        assert!(
-            matches!(&err, Error::UnsupportedDtype { key, .. } if key == "steps"),
-            "{err}"
-        );
-        let mut state = StateDict::new("mem");
-        state.insert(METADATA_KEY, TensorData::new(vec![0.0f32], [1]));
-        assert!(
-            state
-                .to_safetensors_bytes()
-                .unwrap_err()
-                .to_string()
-                .contains("reserved")
-        );
-    }
 
     /// A fresh empty folder under the system's temporary folder, removed when dropped.
     fn scratch() -> tempfile::TempDir {
@@ -342,11 +194,5 @@ mod tests {
             "{err}"
         );
         assert!(listing(dir.path()).is_empty());
-    }
-
-    #[test]
-    fn a_path_without_file_name_is_an_error() {
-        let err = StateDict::new("x").write_safetensors("/").unwrap_err();
-        assert!(matches!(err, Error::Io { .. }), "{err}");
     }
 }

@@ -1,4 +1,5 @@
-//! Checks shared by the losses: shapes, empty batches, class indices and ±1 labels.
+//! What every loss accepts: a non-empty input, and targets that fit it (the same shape, class
+//! indices in range, ±1 labels). The generic checks live in `dl_core::validate`.
 //!
 //! Every check returns a [`dl_core::Error`] that names the offending tensor (`loss input` or
 //! `loss target`), what was expected and what was given; no check panics.
@@ -70,7 +71,7 @@ pub(crate) fn plus_minus_one<const D: usize>(target: &Tensor<D>) -> Result<()> {
         Some((flat, label)) => Err(Error::invalid(
             format!(
                 "hinge label at index {:?} of the loss target",
-                unravel(flat, &dims)
+                dl_core::validate::unravel(flat, &dims)
             ),
             "-1 or +1",
             label,
@@ -88,15 +89,6 @@ pub(crate) fn one_hot_mask(target: Tensor<1, Int>, classes: usize) -> Tensor<2, 
         .reshape([1, classes])
         .expand([n, classes]);
     target.reshape([n, 1]).expand([n, classes]).equal(columns)
-}
-
-fn unravel(mut flat: usize, dims: &[usize]) -> Vec<usize> {
-    let mut index = vec![0; dims.len()];
-    for (slot, &dim) in index.iter_mut().zip(dims).rev() {
-        *slot = flat % dim;
-        flat /= dim;
-    }
-    index
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ pub fn save_checkpoint<M: PytorchModel>(
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    crate::write::write_atomically(path, &bytes)
+    crate::atomic::write_atomically(path, &bytes)
 }
 
 /// Read only the metadata of a checkpoint (for `dl info`, or to rebuild the model first).

@@ -159,7 +159,7 @@ impl DigitFile {
         metadata: HashMap<String, String>,
     ) -> Result<(), DigitFileError> {
         let bytes = self.to_bytes(metadata)?;
-        crate::write::write_atomically_io(path, &bytes).map_err(|failure| DigitFileError::Io {
+        crate::atomic::write_atomically_io(path, &bytes).map_err(|failure| DigitFileError::Io {
             path: failure.path,
             source: failure.source,
         })

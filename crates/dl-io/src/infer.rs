@@ -1,7 +1,7 @@
 //! Which dl-models network a PyTorch state dict holds, and its configuration, read from the
 //! keys and shapes alone.
 //!
-//! This sits beside `pytorch.rs` because it reads the same PyTorch key layouts that file
+//! This sits beside `pytorch/` because it reads the same PyTorch key layouts that module
 //! defines for loading and export (the chapter's class and `nn.Sequential` names): one crate
 //! knows what each network's checkpoint looks like. Each architecture is one entry of
 //! [`RULES`], a function that either explains the whole key set or says which keys did not fit

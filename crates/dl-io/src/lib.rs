@@ -14,6 +14,7 @@
 //! Strict loading reports every missing, unexpected and mis-shaped key at once, by name and
 //! with both shapes, as PyTorch's `load_state_dict(strict=True)` does.
 
+mod atomic;
 mod checkpoint;
 mod digits;
 mod dtype;
@@ -22,13 +23,12 @@ mod finite;
 mod infer;
 mod load;
 mod onnx;
-mod pt;
-mod pt_write;
 mod pytorch;
 mod remap;
+mod safetensors;
 mod state_dict;
-mod write;
 
+pub use atomic::write_atomically;
 pub use checkpoint::{
     Checkpoint, CheckpointMeta, load_checkpoint, read_checkpoint_meta, save_checkpoint,
 };
@@ -44,10 +44,9 @@ pub use load::{
     state_dict_with_layout,
 };
 pub use onnx::{ONNX_OPSET, OnnxError, OnnxExport, OnnxExportOptions, export_onnx};
-pub use pt::MAX_EXPANSION;
+pub use pytorch::read::MAX_EXPANSION;
 pub use pytorch::{
     PytorchModel, layout_named, load_pytorch_file, load_pytorch_safetensors,
     load_pytorch_state_dict, pytorch_grads, to_pytorch_state_dict,
 };
 pub use state_dict::StateDict;
-pub use write::write_atomically;

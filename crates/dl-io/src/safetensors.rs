@@ -174,7 +174,8 @@ mod tests {
             [
                 (
                     "a",
-                    ::safetensors::tensor::TensorView::new(Dtype::F32, vec![2], &f32_bytes).unwrap(),
+                    ::safetensors::tensor::TensorView::new(Dtype::F32, vec![2], &f32_bytes)
+                        .unwrap(),
                 ),
                 (
                     "b",

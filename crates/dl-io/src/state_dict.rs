@@ -148,7 +148,6 @@ impl StateDict {
             }),
         }
     }
-
 }
 
 /// How many leading bytes [`detect_format`] looks at: enough for a tar header's `ustar` magic.
@@ -221,7 +220,5 @@ mod tests {
         let err = detect_format(b"hello world").unwrap_err();
         assert!(err.contains("68 65 6c 6c 6f 20 77 6f"), "{err}");
         assert!(detect_format(b"").unwrap_err().contains("empty"));
-    }
-
     }
 }

@@ -54,8 +54,8 @@ impl OnnxError {
     }
 }
 
-impl From<crate::write::IoFailure> for OnnxError {
-    fn from(crate::write::IoFailure { path, source }: crate::write::IoFailure) -> Self {
+impl From<crate::atomic::IoFailure> for OnnxError {
+    fn from(crate::atomic::IoFailure { path, source }: crate::atomic::IoFailure) -> Self {
         OnnxError::Io { path, source }
     }
 }

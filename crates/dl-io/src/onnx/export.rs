@@ -202,7 +202,7 @@ pub fn export_onnx<M: OnnxExport>(
 
 /// [`crate::write_atomically`], with its I/O error as an [`OnnxError`].
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OnnxError> {
-    Ok(crate::write::write_atomically_io(path, bytes)?)
+    Ok(crate::atomic::write_atomically_io(path, bytes)?)
 }
 
 #[cfg(test)]

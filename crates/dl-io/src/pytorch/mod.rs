@@ -1,4 +1,8 @@
-//! PyTorch checkpoint names for each dl-models network, and the entry points that use them.
+//! PyTorch's formats: the checkpoint names of each dl-models network and the entry points
+//! that use them (here), reading `torch.save` files (`read.rs`) and writing them (`write.rs`).
+
+pub(crate) mod read;
+mod write;
 
 use std::path::Path;
 

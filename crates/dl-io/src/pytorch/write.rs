@@ -16,9 +16,10 @@ use burn::tensor::TensorData;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, System, ZIP64_BYTES_THR, ZipWriter};
 
+use crate::atomic::write_atomically;
+use crate::dtype::f32_values;
 use crate::error::{Error, Result};
 use crate::state_dict::StateDict;
-use crate::write::{f32_values, write_atomically};
 
 /// The folder inside the archive; PyTorch's reader accepts any single top-level name.
 const ARCHIVE: &str = "archive";

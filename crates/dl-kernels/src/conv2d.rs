@@ -306,19 +306,13 @@ impl<B: HostTensors + Conv2dOps, C: CheckpointStrategy> Conv2dOps for Autodiff<B
 mod tests {
     use super::*;
     use burn::tensor::{Distribution, TensorData};
+    use dl_core::{Tolerance, assert_close};
 
-    fn close(a: &TensorData, b: &TensorData, tol: f32) {
-        let (a, b) = (
-            a.try_to_vec::<f32>().unwrap(),
-            b.try_to_vec::<f32>().unwrap(),
-        );
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= tol * (1.0 + y.abs()),
-                "element {i}: {x} vs {y}"
-            );
-        }
+    use crate::finite_differences::assert_gradient;
+
+    /// `|ours - theirs| <= tol * (1 + |theirs|)` element-wise, with dl-core's report on failure.
+    fn close(ours: &TensorData, theirs: &TensorData, tol: f64, what: &str) {
+        assert_close(ours, theirs, Tolerance::new(tol, tol), what);
     }
 
     /// Output, input, weight and bias gradients against Burn's own `conv2d` and its generic
@@ -367,7 +361,7 @@ mod tests {
 
             let case = format!("{n}x{c}x{h}x{w} k{kh}x{kw} s{stride} p{padding}");
             assert_eq!(ours.dims(), theirs.dims(), "{case}");
-            close(&ours.to_data(), &theirs.to_data(), 1e-6);
+            close(&ours.to_data(), &theirs.to_data(), 1e-6, &case);
             for (a, b, what) in [
                 (
                     x1.grad(&g1).unwrap().into_data(),
@@ -380,13 +374,13 @@ mod tests {
                     "weight",
                 ),
             ] {
-                println!("{case} {what}");
-                close(&a, &b, 1e-5);
+                close(&a, &b, 1e-5, &format!("{case} {what} gradient"));
             }
             close(
                 &b1.grad(&g1).unwrap().into_data(),
                 &b2.grad(&g2).unwrap().into_data(),
                 1e-5,
+                &format!("{case} bias gradient"),
             );
         }
     }
@@ -457,17 +451,7 @@ mod tests {
             .into_iter()
             .map(f64::from)
             .collect();
-        for (i, &a) in analytic.iter().enumerate() {
-            let eps = 1e-4;
-            let (mut up, mut down) = (ws.clone(), ws.clone());
-            up[i] += eps;
-            down[i] -= eps;
-            let numeric = (loss(&up) - loss(&down)) / (2.0 * eps);
-            assert!(
-                (f64::from(a) - numeric).abs() <= 1e-3 * (1.0 + numeric.abs()),
-                "dW[{i}]: {a} vs finite differences {numeric}"
-            );
-        }
+        assert_gradient("dW", &analytic, &ws, 1e-4, Tolerance::new(1e-3, 1e-3), loss);
     }
 
     #[test]

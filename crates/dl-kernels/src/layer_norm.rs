@@ -235,19 +235,13 @@ mod tests {
     use super::*;
     use burn::tensor::module::layer_norm;
     use burn::tensor::{Distribution, TensorData};
+    use dl_core::{Tolerance, assert_close};
 
-    fn values(data: TensorData) -> Vec<f32> {
-        data.try_to_vec::<f32>().unwrap()
-    }
+    use crate::finite_differences::assert_gradient;
 
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= tol * (1.0 + y.abs()),
-                "element {i}: {x} vs {y}"
-            );
-        }
+    /// `|ours - theirs| <= tol * (1 + |theirs|)` element-wise, with dl-core's report on failure.
+    fn close(ours: &TensorData, theirs: &TensorData, tol: f64, what: &str) {
+        assert_close(ours, theirs, Tolerance::new(tol, tol), what);
     }
 
     /// Output and the gradients of input, γ and β against Burn's functional `layer_norm` (what
@@ -272,19 +266,21 @@ mod tests {
             let w = random(shape.to_vec(), 0.0, 1.0).reshape(shape);
             let ours = layer_norm_last(&x, &gamma, &beta, eps).unwrap();
             let burns = layer_norm(x.clone(), gamma.clone(), Some(beta.clone()), eps);
-            close(&values(ours.to_data()), &values(burns.to_data()), 1e-5);
+            close(&ours.to_data(), &burns.to_data(), 1e-5, "layer norm");
             let g_ours = (ours * w.clone()).sum().backward();
             let g_burn = (burns * w).sum().backward();
             close(
-                &values(x.grad(&g_ours).unwrap().to_data()),
-                &values(x.grad(&g_burn).unwrap().to_data()),
+                &x.grad(&g_ours).unwrap().to_data(),
+                &x.grad(&g_burn).unwrap().to_data(),
                 1e-4,
+                "input gradient",
             );
-            for p in [&gamma, &beta] {
+            for (p, what) in [(&gamma, "gamma gradient"), (&beta, "beta gradient")] {
                 close(
-                    &values(p.grad(&g_ours).unwrap().to_data()),
-                    &values(p.grad(&g_burn).unwrap().to_data()),
+                    &p.grad(&g_ours).unwrap().to_data(),
+                    &p.grad(&g_burn).unwrap().to_data(),
                     1e-4,
+                    what,
                 );
             }
         }
@@ -325,19 +321,13 @@ mod tests {
         let grads = (layer_norm_last(&xt, &gt, &bt, eps).unwrap() * wt)
             .sum()
             .backward();
-        let got = values(xt.grad(&grads).unwrap().to_data());
-        let h = 1e-5;
-        for i in 0..rows * len {
-            let (mut up, mut down) = (x.clone(), x.clone());
-            up[i] += h;
-            down[i] -= h;
-            let want = (loss(&up) - loss(&down)) / (2.0 * h);
-            assert!(
-                (got[i] as f64 - want).abs() < 1e-4,
-                "x[{i}]: {} vs {want}",
-                got[i]
-            );
-        }
+        let got = xt
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_gradient("dx", &got, &x, 1e-5, Tolerance::new(0.0, 1e-4), loss);
     }
 
     #[test]

@@ -21,6 +21,8 @@
 mod conv2d;
 #[cfg(feature = "flex")]
 mod dropout;
+#[cfg(test)]
+mod finite_differences;
 #[cfg(feature = "flex")]
 mod host;
 #[cfg(feature = "flex")]

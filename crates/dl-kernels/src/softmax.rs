@@ -121,19 +121,13 @@ mod tests {
     use super::*;
     use burn::tensor::activation::softmax;
     use burn::tensor::{Distribution, TensorData};
+    use dl_core::{Tolerance, assert_close};
 
-    fn values(data: TensorData) -> Vec<f32> {
-        data.try_to_vec::<f32>().unwrap()
-    }
+    use crate::finite_differences::assert_gradient;
 
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= tol * (1.0 + y.abs()),
-                "element {i}: {x} vs {y}"
-            );
-        }
+    /// `|ours - theirs| <= tol * (1 + |theirs|)` element-wise, with dl-core's report on failure.
+    fn close(ours: &TensorData, theirs: &TensorData, tol: f64, what: &str) {
+        assert_close(ours, theirs, Tolerance::new(tol, tol), what);
     }
 
     /// Output and input gradient against Burn's generic softmax and its decomposed gradient,
@@ -147,12 +141,12 @@ mod tests {
             let w = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let ours = softmax_last(&x).unwrap();
             let burns = softmax(x.clone(), 3);
-            close(&values(ours.to_data()), &values(burns.to_data()), 1e-6);
+            close(&ours.to_data(), &burns.to_data(), 1e-6, "softmax");
             let g_ours = (ours * w.clone()).sum().backward();
             let g_ours = x.grad(&g_ours).unwrap();
             let g_burn = (burns * w).sum().backward();
             let g_burn = x.grad(&g_burn).unwrap();
-            close(&values(g_ours.to_data()), &values(g_burn.to_data()), 1e-5);
+            close(&g_ours.to_data(), &g_burn.to_data(), 1e-5, "input gradient");
         }
     }
 
@@ -190,19 +184,13 @@ mod tests {
             &device,
         );
         let grads = (softmax_last(&xt).unwrap() * wt).sum().backward();
-        let got = values(xt.grad(&grads).unwrap().to_data());
-        let h = 1e-5;
-        for i in 0..rows * len {
-            let (mut up, mut down) = (x.clone(), x.clone());
-            up[i] += h;
-            down[i] -= h;
-            let want = (loss(&up) - loss(&down)) / (2.0 * h);
-            assert!(
-                (got[i] as f64 - want).abs() < 1e-5,
-                "x[{i}]: {} vs {want}",
-                got[i]
-            );
-        }
+        let got = xt
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_gradient("dx", &got, &x, 1e-5, Tolerance::new(0.0, 1e-5), loss);
     }
 
     #[test]

@@ -137,10 +137,10 @@ impl AttentionMask {
 /// `average_attn_weights=False`) when `need_weights` is true. As in PyTorch they are the
 /// weights after dropout (identical to the softmax outside training).
 ///
-/// Outside autodiff, with `need_weights` false and no padding or custom mask, the heads go
-/// through Burn's fused attention operator (`burn::tensor::module::attention`: on flex one
-/// kernel, no materialised score tensor); otherwise through matmul, mask and softmax. Both
-/// agree within float rounding.
+/// Outside autodiff, with `need_weights` false and no padding or custom mask (a causal mask
+/// only with as many queries as keys), the heads go through Burn's fused attention operator
+/// (`burn::tensor::module::attention`: on flex one kernel, no materialised score tensor);
+/// otherwise through matmul, mask and softmax. Both agree within float rounding.
 ///
 /// # PyTorch keys
 ///
@@ -390,19 +390,25 @@ impl MultiHeadAttention {
         // PyTorch scales q before the product: q * sqrt(1 / head_dim).
         let scale = (1.0 / hd as f64).sqrt();
         let split = |x: Tensor<3>, len: usize| x.reshape([b, len, h, hd]).swap_dims(1, 2);
-        if !need_weights && mask.never_fully_masks() && !q.device().is_autodiff() {
+        if !need_weights
+            && mask.never_fully_masks()
+            && (!mask.causal || l == s)
+            && !q.device().is_autodiff()
+        {
             // Inference without weights: the backend's fused attention (one kernel, no
             // materialised score tensor on flex). Not on an autodiff device, where Burn would
             // decompose it anyway and dropout may apply; not with padding or custom masks,
             // where a fully masked row must give PyTorch's NaN and the fused kernels give 0.
-            let mask = mask
-                .combined(b, l, s, &q.device())
-                .map(|m| m.expand([b, h, l, s]));
+            // The causal mask goes as `is_causal`, never as a boolean mask: burn-tch 0.22.1
+            // hands Burn's mask (true = hidden) to PyTorch's SDPA, which reads true as
+            // visible. Only for L = S, where every backend's `is_causal` is PyTorch's
+            // (flex aligns it bottom-right when L ≠ S, PyTorch top-left).
             let options = AttentionModuleOptions {
                 scale: Some(scale),
+                is_causal: mask.causal,
                 ..AttentionModuleOptions::default()
             };
-            let out = attention(split(q, l), split(k, s), split(v, s), mask, None, options);
+            let out = attention(split(q, l), split(k, s), split(v, s), None, None, options);
             let out = out.swap_dims(1, 2).reshape([b, l, e]);
             return (self.out_proj.forward(out), None);
         }
@@ -540,32 +546,33 @@ mod tests {
         dl_core::assert_tensor_close!(wa.unwrap(), wb.unwrap(), 1e-6, 1e-6);
     }
 
-    #[test]
-    fn fused_inference_path_equals_the_decomposed_one() {
-        // need_weights = false without padding or custom masks takes Burn's fused attention
-        // outside autodiff; need_weights = true always takes the decomposed path. rtol 1e-5
-        // rather than 1e-6: the fused kernel scales the product (q·kᵀ)·s where PyTorch's order,
-        // kept by the decomposed path, scales q first, and it sums in another order; a 1%
-        // error in the scale gives 2e-3 here.
-        for backend in [BackendKind::Flex, BackendKind::NdArray] {
-            let device = backend.device().unwrap();
-            dl_core::seed_device(&device, 24);
-            let mha = MultiHeadAttentionConfig::new(16, 4).init(&device).unwrap();
-            for causal in [false, true] {
-                let mask = AttentionMask::none().with_causal(causal);
-                let x = rand3([3, 7, 16], &device);
-                let (fused, w) = mha.forward_self(x.clone(), mask.clone(), false);
-                assert!(w.is_none());
-                let (decomposed, _) = mha.forward_self(x, mask.clone(), true);
-                dl_core::assert_tensor_close!(fused, decomposed, 1e-5, 1e-6);
-                // Cross-attention with fewer queries than keys, causal or not.
-                let (q, kv) = (rand3([3, 4, 16], &device), rand3([3, 9, 16], &device));
-                let (fused, _) =
-                    mha.forward(q.clone(), kv.clone(), kv.clone(), mask.clone(), false);
-                let (decomposed, _) = mha.forward(q, kv.clone(), kv, mask, true);
-                dl_core::assert_tensor_close!(fused, decomposed, 1e-5, 1e-6);
-            }
+    /// need_weights = false without padding or custom masks takes Burn's fused attention
+    /// outside autodiff; need_weights = true always takes the decomposed path. rtol 1e-5
+    /// rather than 1e-6: the fused kernel scales the product (q·kᵀ)·s where PyTorch's order,
+    /// kept by the decomposed path, scales q first, and it sums in another order; a 1%
+    /// error in the scale gives 2e-3 here. On every backend: LibTorch's fused kernel is
+    /// PyTorch's SDPA, whose boolean mask means the opposite of Burn's.
+    fn fused_equals_decomposed(backend: BackendKind) {
+        let device = backend.device().unwrap();
+        dl_core::seed_device(&device, 24);
+        let mha = MultiHeadAttentionConfig::new(16, 4).init(&device).unwrap();
+        for causal in [false, true] {
+            let mask = AttentionMask::none().with_causal(causal);
+            let x = rand3([3, 7, 16], &device);
+            let (fused, w) = mha.forward_self(x.clone(), mask.clone(), false);
+            assert!(w.is_none());
+            let (decomposed, _) = mha.forward_self(x, mask.clone(), true);
+            dl_core::assert_tensor_close!(fused, decomposed, 1e-5, 1e-6);
+            // Cross-attention with fewer queries than keys, causal or not.
+            let (q, kv) = (rand3([3, 4, 16], &device), rand3([3, 9, 16], &device));
+            let (fused, _) = mha.forward(q.clone(), kv.clone(), kv.clone(), mask.clone(), false);
+            let (decomposed, _) = mha.forward(q, kv.clone(), kv, mask, true);
+            dl_core::assert_tensor_close!(fused, decomposed, 1e-5, 1e-6);
         }
+    }
+
+    mod fused_inference_path_equals_the_decomposed_one {
+        dl_core::per_backend_tests!(super::fused_equals_decomposed);
     }
 
     #[test]

@@ -4,9 +4,9 @@ use burn::config::Config;
 use burn::optim::{ModuleOptimizer, Optimizer, RecordState, StateSink, StateSource};
 use burn::tensor::{Device, Tensor};
 use dl_core::Result;
+use dl_core::validate::{non_negative, unit_half_open};
 
 use crate::record::{push_count, push_optional_tensor, push_tensor, take_count, take_tensor};
-use dl_core::validate::{non_negative, unit_half_open};
 
 /// Configuration of [`Adam`], with `torch.optim.Adam`'s defaults.
 ///

@@ -7,10 +7,9 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
+use dl_core::validate::non_negative;
 use dl_core::{Error, Result};
 use serde::{Deserialize, Serialize};
-
-use dl_core::validate::non_negative;
 
 /// Which vector norm [`clip_grad_norm`] measures (PyTorch's `norm_type`).
 ///

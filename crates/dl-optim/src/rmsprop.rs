@@ -4,10 +4,10 @@ use burn::config::Config;
 use burn::optim::{ModuleOptimizer, Optimizer, RecordState, StateSink, StateSource};
 use burn::tensor::{Device, Tensor};
 use dl_core::Result;
+use dl_core::validate::non_negative;
 
 use crate::adam::lerp;
 use crate::record::{push_count, push_optional_tensor, push_tensor, take_count, take_tensor};
-use dl_core::validate::non_negative;
 
 /// Configuration of [`RmsProp`], with `torch.optim.RMSprop`'s defaults.
 ///

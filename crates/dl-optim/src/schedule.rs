@@ -22,10 +22,9 @@ use std::f64::consts::PI;
 use std::fmt;
 use std::sync::Arc;
 
+use dl_core::validate::{finite, non_negative, positive};
 use dl_core::{Error, Result};
 use serde::{Deserialize, Serialize};
-
-use dl_core::validate::{finite, non_negative, positive};
 
 /// A learning rate as a function of the step index.
 pub trait LrSchedule: Send + Sync + fmt::Debug {

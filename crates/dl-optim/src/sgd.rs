@@ -3,10 +3,10 @@
 use burn::config::Config;
 use burn::optim::{ModuleOptimizer, Optimizer, RecordState, StateSink, StateSource};
 use burn::tensor::{Device, Tensor};
+use dl_core::validate::{finite, non_negative};
 use dl_core::{Error, Result};
 
 use crate::record::{push_tensor, take_tensor};
-use dl_core::validate::{finite, non_negative};
 
 /// Configuration of [`Sgd`], with `torch.optim.SGD`'s defaults.
 ///

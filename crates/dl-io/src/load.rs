@@ -2,22 +2,24 @@
 //! PyTorch's layout.
 //!
 //! The walk is generic: it follows the module's field names (`fc1.weight`,
-//! `transformer_blocks.0.norm1.gamma`), applies the renames and transposes that Burn's
-//! built-in layers need (Burn's `Linear` stores `[in, out]`, PyTorch `[out, in]`; Burn's
-//! `LayerNorm` calls its parameters `gamma`/`beta`, PyTorch `weight`/`bias`), and then a
-//! per-model [`KeyLayout`] turns the result into the checkpoint's key (for example
-//! `layers.1.weight` into the `nn.Sequential` key `3.weight`).
+//! `transformer_blocks.0.norm1.gamma`), names each parameter as PyTorch does with dl-layers'
+//! [`PytorchPath`] (Burn's `Linear` stores `[in, out]`, PyTorch `[out, in]`; Burn's
+//! `LayerNorm` calls its parameters `gamma`/`beta`, PyTorch `weight`/`bias`; an LSTM's layers
+//! get `_l{k}` suffixes), and then a per-model [`KeyLayout`] turns the result into the
+//! checkpoint's key (for example `layers.1.weight` into the `nn.Sequential` key `3.weight`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Gradients, Tensor, TensorData};
+use dl_layers::PytorchPath;
 
 use crate::error::{Error, Result};
 use crate::state_dict::StateDict;
 
-/// Maps a module path with PyTorch leaf names (`fc1.weight`) to a checkpoint key.
+/// Maps PyTorch's name of a parameter (dl-layers' [`PytorchPath::pytorch_name`]:
+/// `fc1.weight`, `lstm.weight_ih_l0`) to a checkpoint key.
 pub type KeyMapFn = fn(&str) -> String;
 
 /// One way a model's parameters may be named in a PyTorch checkpoint.
@@ -142,6 +144,8 @@ impl fmt::Display for LoadReport {
 /// Where a parameter goes in a PyTorch checkpoint.
 #[derive(Debug, Clone)]
 struct Slot {
+    /// The parameter's path in the Burn module (`lstm.layers.0.weight_ih`).
+    burn_path: String,
     key: String,
     /// The parameter's shape in PyTorch's layout.
     shape: Vec<usize>,
@@ -149,55 +153,36 @@ struct Slot {
     transposed: bool,
 }
 
-/// Tracks the module path while Burn walks a module. Burn calls `enter_module(field,
-/// container)` for every field, parameters included, so when a parameter is reached the
-/// top of the stack is its own field name and the type of the struct that holds it.
+/// Tracks the module path while Burn walks a module and names the parameter at its top:
+/// PyTorch's name from dl-layers' [`PytorchPath`] (the renames and transposes of every layer),
+/// then the model's [`KeyLayout`].
 #[derive(Default)]
 pub(crate) struct PathStack {
-    stack: Vec<(String, String)>,
+    path: PytorchPath,
 }
 
 impl PathStack {
     pub(crate) fn enter(&mut self, name: &str, container: &str) {
-        self.stack.push((name.to_string(), container.to_string()));
+        self.path.enter(name, container);
     }
 
     pub(crate) fn exit(&mut self) {
-        self.stack.pop();
+        self.path.exit();
     }
 
     /// The checkpoint key of the parameter at the top of the stack.
     pub(crate) fn key(&self, layout: &KeyLayout) -> String {
-        (layout.map)(&self.pytorch_path().0)
-    }
-
-    /// The module path with Burn's leaf names changed to PyTorch's, and whether Burn's
-    /// layout is the transpose of PyTorch's.
-    fn pytorch_path(&self) -> (String, bool) {
-        let Some((leaf, container)) = self.stack.last() else {
-            return (String::new(), false);
-        };
-        let (leaf, transposed) = match (container.as_str(), leaf.as_str()) {
-            ("Struct:Linear", "weight") => ("weight", true),
-            ("Struct:LayerNorm" | "Struct:BatchNorm", "gamma") => ("weight", false),
-            ("Struct:LayerNorm" | "Struct:BatchNorm", "beta") => ("bias", false),
-            (_, other) => (other, false),
-        };
-        let mut parts: Vec<&str> = self.stack[..self.stack.len() - 1]
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect();
-        parts.push(leaf);
-        (parts.join("."), transposed)
+        (layout.map)(&self.path.pytorch_name().0)
     }
 
     fn slot(&self, layout: &KeyLayout, dims: &[usize]) -> Slot {
-        let (path, transposed) = self.pytorch_path();
+        let (path, transposed) = self.path.pytorch_name();
         let mut shape = dims.to_vec();
         if transposed {
             shape.reverse();
         }
         Slot {
+            burn_path: self.path.burn_path(),
             key: (layout.map)(&path),
             shape,
             transposed,
@@ -234,6 +219,17 @@ fn slots<M: Module>(model: &M, layout: &KeyLayout) -> Vec<Slot> {
     };
     model.visit(&mut collector);
     collector.slots
+}
+
+/// Each parameter's checkpoint key in `layout`, by its Burn module path.
+pub(crate) fn keys_by_burn_path<M: Module>(
+    model: &M,
+    layout: &KeyLayout,
+) -> BTreeMap<String, String> {
+    slots(model, layout)
+        .into_iter()
+        .map(|slot| (slot.burn_path, slot.key))
+        .collect()
 }
 
 fn report_for(slots: &[Slot], state: &StateDict, model: &str, layout: &KeyLayout) -> LoadReport {

@@ -13,6 +13,10 @@
 //! * Everything else written here ([`BatchNorm2d`], [`Lstm`], [`MultiHeadAttention`]'s packed
 //!   input projection) is stored exactly in PyTorch's layout under PyTorch's name.
 //!
+//! [`PytorchPath`] holds these rules (and the few renames of containers, such as the LSTM's
+//! `_l{k}` suffixes): loading, export, gradients and the parity tests all name parameters
+//! through it.
+//!
 //! | layer | PyTorch counterpart |
 //! |---|---|
 //! | [`Activation`] | `torch.relu`, `sigmoid`, `tanh`, `gelu` (exact), identity |
@@ -67,6 +71,7 @@ mod dropout;
 mod layer_norm;
 mod lstm;
 mod positional;
+mod pytorch_path;
 mod training;
 mod transformer;
 
@@ -80,6 +85,7 @@ pub use dropout::dropout_forward;
 pub use layer_norm::layer_norm_forward;
 pub use lstm::{Lstm, LstmConfig, LstmLayer, LstmState};
 pub use positional::{PositionalEncoding, PositionalEncodingConfig};
+pub use pytorch_path::PytorchPath;
 pub use training::set_training;
 pub use transformer::{FeedForward, TransformerBlock, TransformerBlockConfig};
 

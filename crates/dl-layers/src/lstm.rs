@@ -69,16 +69,17 @@ pub struct LstmLayer {
 ///
 /// # PyTorch keys
 ///
-/// [`Lstm::layers`] holds one [`LstmLayer`] per layer and direction, in PyTorch's order; entry
-/// `j` has the key suffix [`Lstm::pytorch_suffix`]`(j)` = `l{j / D}` (+ `_reverse` for the
-/// backward direction), `D` = 1 or 2 directions:
+/// [`Lstm::layers`] holds the forward direction's [`LstmLayer`] of every layer and
+/// [`Lstm::reverse_layers`] the backward direction's (empty unless bidirectional), so a
+/// parameter's PyTorch key follows from its module path alone ([`crate::PytorchPath`]);
+/// `D` = 1 or 2 directions:
 ///
 /// | key | shape | here |
 /// |---|---|---|
-/// | `weight_ih_l{k}` | `[4H, in]` (`in` = `input_size` for k = 0, else `D·H`) | `layers[D·k].weight_ih` |
-/// | `weight_hh_l{k}` | `[4H, H]` | `layers[D·k].weight_hh` |
-/// | `bias_ih_l{k}`, `bias_hh_l{k}` | `[4H]` | `layers[D·k].bias_ih`, `.bias_hh` |
-/// | `..._l{k}_reverse` | as above | `layers[D·k + 1]...` |
+/// | `weight_ih_l{k}` | `[4H, in]` (`in` = `input_size` for k = 0, else `D·H`) | `layers[k].weight_ih` |
+/// | `weight_hh_l{k}` | `[4H, H]` | `layers[k].weight_hh` |
+/// | `bias_ih_l{k}`, `bias_hh_l{k}` | `[4H]` | `layers[k].bias_ih`, `.bias_hh` |
+/// | `..._l{k}_reverse` | as above | `reverse_layers[k]...` |
 ///
 /// All are stored exactly in PyTorch's layout (no transposition).
 ///
@@ -129,13 +130,16 @@ pub struct LstmLayer {
 /// assert_eq!(out.dims(), [4, 7, 32]);
 /// assert_eq!(h_n.dims(), [4, 4, 16]);
 /// assert_eq!(c_n.dims(), [4, 4, 16]);
-/// assert_eq!(lstm.pytorch_suffix(3), "l1_reverse");
+/// assert_eq!(lstm.reverse_layers.len(), 2);
 /// # Ok::<(), dl_core::Error>(())
 /// ```
 #[derive(Module, Debug)]
 pub struct Lstm {
-    /// One entry per layer and direction: `l0`, (`l0_reverse`), `l1`, ...
+    /// The forward direction of each layer: PyTorch's `..._l0`, `..._l1`, ...
     pub layers: Vec<LstmLayer>,
+    /// The backward direction of each layer when bidirectional (`..._l0_reverse`, ...), else
+    /// empty.
+    pub reverse_layers: Vec<LstmLayer>,
     /// Dropout between layers (training only).
     pub dropout: Dropout,
     /// Features per time step of the input.
@@ -168,25 +172,33 @@ impl LstmConfig {
         let k = 1.0 / (h as f64).sqrt();
         let init = Initializer::Uniform { min: -k, max: k };
         let directions = if self.bidirectional { 2 } else { 1 };
-        let mut layers = Vec::with_capacity(self.num_layers * directions);
+        let mut layers = Vec::with_capacity(self.num_layers);
+        let mut reverse_layers = Vec::new();
         for layer in 0..self.num_layers {
             let d_in = if layer == 0 {
                 self.input_size
             } else {
                 h * directions
             };
-            for _ in 0..directions {
+            // PyTorch draws l{k} before l{k}_reverse.
+            for direction in 0..directions {
                 let bias = || self.bias.then(|| init.init([4 * h], device));
-                layers.push(LstmLayer {
+                let params = LstmLayer {
                     weight_ih: init.init([4 * h, d_in], device),
                     weight_hh: init.init([4 * h, h], device),
                     bias_ih: bias(),
                     bias_hh: bias(),
-                });
+                };
+                if direction == 0 {
+                    layers.push(params);
+                } else {
+                    reverse_layers.push(params);
+                }
             }
         }
         Ok(Lstm {
             layers,
+            reverse_layers,
             dropout: DropoutConfig::new(self.dropout).init(),
             input_size: self.input_size,
             hidden_size: h,
@@ -221,12 +233,18 @@ impl Lstm {
         self.hidden_size * self.num_directions()
     }
 
-    /// The PyTorch key suffix of `layers[index]`: `l{layer}` or `l{layer}_reverse`, as in
-    /// `weight_ih_l1_reverse`.
-    pub fn pytorch_suffix(&self, index: usize) -> String {
-        let d = self.num_directions();
-        let reverse = if index % d == 1 { "_reverse" } else { "" };
-        format!("l{}{reverse}", index / d)
+    /// The parameters of one layer in one direction (`reverse`: the backward one).
+    ///
+    /// # Panics
+    ///
+    /// When there is no such layer (`layer >= num_layers`, or `reverse` on a unidirectional
+    /// LSTM).
+    pub fn layer(&self, layer: usize, reverse: bool) -> &LstmLayer {
+        if reverse {
+            &self.reverse_layers[layer]
+        } else {
+            &self.layers[layer]
+        }
     }
 
     fn time_dim(&self) -> usize {
@@ -269,7 +287,7 @@ impl Lstm {
             ));
         }
         let h = self.hidden_size;
-        let slots = self.layers.len();
+        let slots = self.layers.len() + self.reverse_layers.len();
         let (h0, c0) = match state {
             Some((h0, c0)) => {
                 validate::shape("lstm h_0", &h0.dims(), &[slots, batch, h])?;
@@ -293,7 +311,7 @@ impl Lstm {
             for direction in 0..d {
                 let j = layer * d + direction;
                 let (out, h_last, c_last) = self.run_direction(
-                    &self.layers[j],
+                    self.layer(layer, direction == 1),
                     input.clone(),
                     state_of(&h0, j),
                     state_of(&c0, j),
@@ -459,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn shapes_and_suffixes() {
+    fn shapes_and_directions() {
         let device = BackendKind::Flex.device().unwrap();
         let lstm = LstmConfig::new(3, 4)
             .with_num_layers(3)
@@ -467,13 +485,17 @@ mod tests {
             .with_bias(false)
             .init(&device)
             .unwrap();
-        assert_eq!(lstm.layers.len(), 6);
-        assert_eq!(lstm.layers[2].weight_ih.dims(), [16, 8]);
+        assert_eq!(lstm.layers.len(), 3);
+        assert_eq!(lstm.reverse_layers.len(), 3);
+        assert_eq!(lstm.layers[0].weight_ih.dims(), [16, 3]);
+        assert_eq!(lstm.reverse_layers[1].weight_ih.dims(), [16, 8]);
         assert!(lstm.layers[0].bias_ih.is_none());
-        let names: Vec<String> = (0..6).map(|j| lstm.pytorch_suffix(j)).collect();
-        assert_eq!(
-            names,
-            ["l0", "l0_reverse", "l1", "l1_reverse", "l2", "l2_reverse"]
+        assert!(
+            LstmConfig::new(3, 4)
+                .init(&device)
+                .unwrap()
+                .reverse_layers
+                .is_empty()
         );
         let (out, (h, c)) = lstm.forward(Tensor::zeros([5, 2, 3], &device), None);
         assert_eq!(out.dims(), [5, 2, 8]);
@@ -530,7 +552,7 @@ mod tests {
             .init(&device)
             .unwrap();
         let mut uni = LstmConfig::new(2, 3).init(&device).unwrap();
-        uni.layers[0] = bi.layers[1].clone();
+        uni.layers[0] = bi.reverse_layers[0].clone();
         let x = Tensor::<3>::random([5, 2, 2], Distribution::Normal(0.0, 1.0), &device);
         let (out_bi, (h_bi, _)) = bi.forward(x.clone(), None);
         let (out_uni, (h_uni, _)) = uni.forward(x.flip([0]), None);
@@ -614,7 +636,7 @@ mod tests {
                     + (c_n.clone() * w(&c_n)).sum();
                 let grads = loss.backward();
                 let mut params = Vec::new();
-                for layer in &lstm.layers {
+                for layer in lstm.layers.iter().chain(&lstm.reverse_layers) {
                     params.push(layer.weight_ih.grad(&grads).unwrap());
                     params.push(layer.weight_hh.grad(&grads).unwrap());
                     if let (Some(bi), Some(bh)) = (&layer.bias_ih, &layer.bias_hh) {

@@ -1,11 +1,12 @@
 //! Every layer against PyTorch 2.9.0 (`fixtures/layers.safetensors`, written by
 //! `fixtures/gen/layers.py`).
 //!
-//! For each case the PyTorch `state_dict` is loaded into our module through a small
-//! Burn-path → PyTorch-key map (the only translations: Burn's `Linear` weight is transposed,
-//! Burn's `LayerNorm` `gamma`/`beta` are PyTorch's `weight`/`bias`, the feed-forward's
-//! `linear1`/`linear2` are `nn.Sequential` indices 0/3, LSTM `layers[j]` gets the suffix
-//! `Lstm::pytorch_suffix(j)`). The map must use every stored key exactly once. Then the module
+//! For each case the PyTorch `state_dict` is loaded into our module through
+//! [`dl_layers::PytorchPath`], the Burn-path → PyTorch-name rules that dl-io's loading and
+//! export use too (Burn's `Linear` weight is transposed, Burn's `LayerNorm` `gamma`/`beta` are
+//! PyTorch's `weight`/`bias`, the feed-forward's `linear1`/`linear2` are `nn.Sequential`
+//! indices 0/3, the LSTM's `layers[k]`/`reverse_layers[k]` get `_l{k}`/`_l{k}_reverse`). The
+//! map must use every stored key exactly once. Then the module
 //! runs on an autodiff device, the outputs are compared, the scalar loss
 //! `Σ (output · w).sum()` (with PyTorch's fixed random `w`) is differentiated, and the
 //! gradients of every parameter and input are compared with PyTorch's. Cases PyTorch ran in
@@ -22,7 +23,7 @@ use burn::tensor::{Bool, Device, Gradients, Tensor, TensorData};
 use dl_core::{BackendKind, Fixture, Tolerance, compare};
 use dl_layers::{
     AttentionMask, ConvBlockConfig, DenseConfig, LstmConfig, MultiHeadAttentionConfig,
-    PositionalEncodingConfig, TransformerBlockConfig, set_training,
+    PositionalEncodingConfig, PytorchPath, TransformerBlockConfig, set_training,
 };
 use serde_json::Value;
 
@@ -116,38 +117,6 @@ impl Case {
     }
 }
 
-/// Burn path → (PyTorch key, whether Burn stores the tensor transposed).
-///
-/// `path` holds (field or index, container type) pairs as Burn's module visitors report them;
-/// `suffix` names LSTM layer entries.
-fn pytorch_key(path: &[(String, String)], suffix: &dyn Fn(usize) -> String) -> (String, bool) {
-    let mut parts: Vec<String> = Vec::new();
-    let mut transposed = false;
-    let mut lstm_entry: Option<usize> = None;
-    for (name, container) in path {
-        match (container.as_str(), name.as_str()) {
-            ("Struct:Linear", "weight") => {
-                transposed = true;
-                parts.push("weight".into());
-            }
-            ("Struct:LayerNorm", "gamma") => parts.push("weight".into()),
-            ("Struct:LayerNorm", "beta") => parts.push("bias".into()),
-            ("Struct:FeedForward", "linear1") => parts.push("0".into()),
-            ("Struct:FeedForward", "linear2") => parts.push("3".into()),
-            ("Struct:Lstm", "layers") => {}
-            ("Vec", index) if lstm_entry.is_none() => {
-                lstm_entry = Some(index.parse().unwrap());
-            }
-            ("Struct:LstmLayer", param) => {
-                let j = lstm_entry.expect("LstmLayer outside Lstm::layers");
-                parts.push(format!("{param}_{}", suffix(j)));
-            }
-            _ => parts.push(name.clone()),
-        }
-    }
-    (parts.join("."), transposed)
-}
-
 fn is_buffer(key: &str) -> bool {
     key.ends_with("running_mean") || key.ends_with("running_var")
 }
@@ -156,28 +125,27 @@ fn is_buffer(key: &str) -> bool {
 struct Loader<'a> {
     case: &'a Case,
     device: Device,
-    suffix: &'a dyn Fn(usize) -> String,
-    path: Vec<(String, String)>,
+    path: PytorchPath,
     loaded: Vec<String>,
     errors: Vec<String>,
 }
 
 impl ModuleMapper for Loader<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push((name.into(), container_type.into()));
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (key, transposed) = pytorch_key(&self.path, self.suffix);
+        let (key, transposed) = self.path.pytorch_name();
         let name = format!("param.{key}");
         if !self.case.has(&name) {
             self.errors.push(format!(
-                "no PyTorch tensor `{key}` for Burn parameter {:?}",
-                self.path
+                "no PyTorch tensor `{key}` for Burn parameter `{}`",
+                self.path.burn_path()
             ));
             return param;
         }
@@ -199,12 +167,11 @@ impl ModuleMapper for Loader<'_> {
 }
 
 /// Load the case's PyTorch state_dict into `module`, checking the key map is one-to-one.
-fn load<M: Module>(module: M, case: &Case, device: &Device, suffix: &dyn Fn(usize) -> String) -> M {
+fn load<M: Module>(module: M, case: &Case, device: &Device) -> M {
     let mut loader = Loader {
         case,
         device: device.clone(),
-        suffix,
-        path: Vec::new(),
+        path: PytorchPath::default(),
         loaded: Vec::new(),
         errors: Vec::new(),
     };
@@ -241,23 +208,22 @@ struct GradCheck<'a> {
     case: &'a Case,
     /// `None`: check the buffers (on a synchronised `valid()` copy) instead of gradients.
     grads: Option<&'a Gradients>,
-    suffix: &'a dyn Fn(usize) -> String,
-    path: Vec<(String, String)>,
+    path: PytorchPath,
     checked: usize,
     failures: Vec<String>,
 }
 
 impl ModuleVisitor for GradCheck<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push((name.into(), container_type.into()));
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let (key, transposed) = pytorch_key(&self.path, self.suffix);
+        let (key, transposed) = self.path.pytorch_name();
         let (actual, expected, tolerance) = match self.grads {
             None if is_buffer(&key) => {
                 // Running statistics after the forward pass (they move in train mode).
@@ -290,18 +256,12 @@ impl ModuleVisitor for GradCheck<'_> {
 
 /// Gradients of every parameter, then (on a `valid()` copy, which synchronises Burn's
 /// running states) the value of every buffer.
-fn check_grads<M: Module>(
-    module: &M,
-    case: &Case,
-    grads: &Gradients,
-    suffix: &dyn Fn(usize) -> String,
-) {
+fn check_grads<M: Module>(module: &M, case: &Case, grads: &Gradients) {
     for (target, grads) in [(module.clone(), Some(grads)), (module.valid(), None)] {
         let mut visitor = GradCheck {
             case,
             grads,
-            suffix,
-            path: Vec::new(),
+            path: PytorchPath::default(),
             checked: 0,
             failures: Vec::new(),
         };
@@ -319,10 +279,6 @@ fn check_grads<M: Module>(
             visitor.failures
         );
     }
-}
-
-fn no_suffix(_: usize) -> String {
-    unreachable!("not an LSTM")
 }
 
 /// Gradient of an input leaf, compared with `grad.{what}`.
@@ -360,12 +316,12 @@ fn dense_rank<const D: usize>(case: &Case) {
         .with_bias(case.flag("bias"))
         .with_activation(case.cfg["activation"].as_str().unwrap().parse().unwrap());
     let device = &case.device;
-    let dense = load(config.init(device).unwrap(), case, device, &no_suffix);
+    let dense = load(config.init(device).unwrap(), case, device);
     let x = case.tensor::<D>("input", device).require_grad();
     let y = dense.forward(x.clone());
     case.check(y.clone(), "output", OUTPUT_TOL);
     let grads = case.loss_term(y, "output").backward();
-    check_grads(&dense, case, &grads, &no_suffix);
+    check_grads(&dense, case, &grads);
     check_input_grad(case, &x, &grads, "input");
     // No train/eval difference: the inference device must agree too.
     let plain = case.backend.device().unwrap();
@@ -394,15 +350,12 @@ fn conv_block(case: &Case) {
     .with_pool_kernel(pool.map(|p| p.0))
     .with_pool_stride(pool.map(|p| p.1));
     let device = &case.device;
-    let block = train_mode(
-        load(config.init(device).unwrap(), case, device, &no_suffix),
-        case,
-    );
+    let block = train_mode(load(config.init(device).unwrap(), case, device), case);
     let x = case.tensor::<4>("input", device).require_grad();
     let y = block.forward(x.clone());
     case.check(y.clone(), "output", OUTPUT_TOL);
     let grads = case.loss_term(y, "output").backward();
-    check_grads(&block, case, &grads, &no_suffix);
+    check_grads(&block, case, &grads);
     check_input_grad(case, &x, &grads, "input");
     if let Some(plain) = plain_device(case) {
         case.check(
@@ -421,10 +374,7 @@ fn lstm(case: &Case) {
         .with_bidirectional(case.flag("bidirectional"))
         .with_dropout(case.cfg["dropout"].as_f64().unwrap());
     let device = &case.device;
-    let fresh = config.init(device).unwrap();
-    let names = fresh.clone();
-    let suffix = move |j: usize| names.pytorch_suffix(j);
-    let lstm = train_mode(load(fresh, case, device, &suffix), case);
+    let lstm = train_mode(load(config.init(device).unwrap(), case, device), case);
     let x = case.tensor::<3>("input", device).require_grad();
     let state = case.flag("with_state").then(|| {
         (
@@ -439,7 +389,7 @@ fn lstm(case: &Case) {
     let loss =
         case.loss_term(out, "output") + case.loss_term(h_n, "h_n") + case.loss_term(c_n, "c_n");
     let grads = loss.backward();
-    check_grads(&lstm, case, &grads, &suffix);
+    check_grads(&lstm, case, &grads);
     check_input_grad(case, &x, &grads, "input");
     if let Some((h0, c0)) = &state {
         check_input_grad(case, h0, &grads, "h0");
@@ -460,10 +410,7 @@ fn mha(case: &Case) {
         .with_dropout(case.cfg["dropout"].as_f64().unwrap())
         .with_bias(case.flag("bias"));
     let device = &case.device;
-    let mha = train_mode(
-        load(config.init(device).unwrap(), case, device, &no_suffix),
-        case,
-    );
+    let mha = train_mode(load(config.init(device).unwrap(), case, device), case);
     // The causal mask both as the flag and as PyTorch's explicit boolean attn_mask.
     let masks = |device: &Device| {
         let mut base = AttentionMask::none();
@@ -499,7 +446,7 @@ fn mha(case: &Case) {
         case.check(weights.clone(), "attn_weights", OUTPUT_TOL);
         let loss = case.loss_term(out, "output") + case.loss_term(weights, "attn_weights");
         let grads = loss.backward();
-        check_grads(&mha, case, &grads, &no_suffix);
+        check_grads(&mha, case, &grads);
         for (x, what) in &inputs {
             check_input_grad(case, x, &grads, what);
         }
@@ -527,17 +474,14 @@ fn transformer_block(case: &Case) {
     .with_dropout(case.cfg["dropout"].as_f64().unwrap())
     .with_norm_first(case.flag("norm_first"));
     let device = &case.device;
-    let block = train_mode(
-        load(config.init(device).unwrap(), case, device, &no_suffix),
-        case,
-    );
+    let block = train_mode(load(config.init(device).unwrap(), case, device), case);
     let x = case.tensor::<3>("input", device).require_grad();
     let (y, weights) = block.forward_with(x.clone(), AttentionMask::none(), true);
     let weights = weights.unwrap();
     case.check(y.clone(), "output", OUTPUT_TOL);
     case.check(weights.clone(), "attn_weights", OUTPUT_TOL);
     let grads = (case.loss_term(y, "output") + case.loss_term(weights, "attn_weights")).backward();
-    check_grads(&block, case, &grads, &no_suffix);
+    check_grads(&block, case, &grads);
     check_input_grad(case, &x, &grads, "input");
     if let Some(plain) = plain_device(case) {
         case.check(

@@ -2,12 +2,13 @@
 //! weights as initializers under their PyTorch state-dict names; and the few helpers that
 //! fill onnx-ir's generated protobuf messages (tensors, attributes, typed values).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use burn::tensor::TensorData;
 use onnx_ir::{AttributeProto, AttributeType, GraphProto, NodeProto, TensorProto, ValueInfoProto};
 
 use super::error::OnnxError;
+use crate::pytorch::{PytorchModel, export_keys, to_pytorch_state_dict};
 use crate::state_dict::StateDict;
 
 /// `TensorProto.DataType` values. The field is a plain `int32` in `onnx.proto` and onnx-ir
@@ -73,6 +74,8 @@ pub(crate) enum Attr {
 pub(crate) struct GraphBuilder {
     model: String,
     state: StateDict,
+    /// Each weight's key in `state`, by its Burn module path.
+    keys: BTreeMap<String, String>,
     graph: GraphProto,
     used: BTreeSet<String>,
     names: BTreeSet<String>,
@@ -84,10 +87,29 @@ impl GraphBuilder {
         Self {
             model: model.to_string(),
             state,
+            keys: BTreeMap::new(),
             graph: GraphProto::default(),
             used: BTreeSet::new(),
             names: BTreeSet::new(),
         }
+    }
+
+    /// A builder for the network `model` (named `name` in messages): its weights are the
+    /// PyTorch state dict [`to_pytorch_state_dict`] writes, found by Burn module path with
+    /// [`GraphBuilder::key`].
+    pub(crate) fn for_model<M: PytorchModel>(name: &str, model: &M) -> Self {
+        let mut builder = Self::new(name, to_pytorch_state_dict(model));
+        builder.keys = export_keys(model);
+        builder
+    }
+
+    /// The state-dict key of the parameter at Burn module path `path`
+    /// (`lstm.layers.0.weight_ih` → `lstm.weight_ih_l0`), or an error naming the path.
+    pub(crate) fn key(&self, path: &str) -> Result<String, OnnxError> {
+        self.keys
+            .get(path)
+            .cloned()
+            .ok_or_else(|| self.unsupported(format!("the model has no parameter `{path}`")))
     }
 
     /// An [`OnnxError::Unsupported`] about this model.

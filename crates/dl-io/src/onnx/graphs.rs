@@ -19,18 +19,9 @@ use onnx_ir::GraphProto;
 use super::builder::{Attr, Dim, GraphBuilder, data_type};
 use super::error::OnnxError;
 use super::export::OnnxExportOptions;
-use crate::pytorch::{PytorchModel, to_pytorch_state_dict};
+use crate::pytorch::PytorchModel;
 
 type Result<T> = std::result::Result<T, OnnxError>;
-
-/// The checkpoint key of module path `path` in `M`'s export layout (the one
-/// [`to_pytorch_state_dict`] writes).
-fn key<M: PytorchModel>(path: &str) -> String {
-    match M::key_layouts().first() {
-        Some(layout) => (layout.map)(path),
-        None => path.to_string(),
-    }
-}
 
 /// `key` without its last segment: the node scope (`fc1` for `fc1.weight`).
 fn scope_of(key: &str) -> &str {
@@ -101,21 +92,20 @@ fn matmul(b: &mut GraphBuilder, x: &str, weight: &str, bias: Option<&str>) -> Re
     }
 }
 
-/// The keys of a Burn `Linear` at module path `path` in `M`'s layout.
-fn linear_keys<M: PytorchModel>(path: &str, linear: &Linear) -> (String, Option<String>) {
-    (
-        key::<M>(&format!("{path}.weight")),
-        linear
-            .bias
-            .as_ref()
-            .map(|_| key::<M>(&format!("{path}.bias"))),
-    )
+/// The checkpoint keys of the weight and bias of the Burn `Linear` at module path `path`.
+fn linear_keys(b: &GraphBuilder, path: &str, linear: &Linear) -> Result<(String, Option<String>)> {
+    let weight = b.key(&format!("{path}.weight"))?;
+    let bias = match linear.bias {
+        Some(_) => Some(b.key(&format!("{path}.bias"))?),
+        None => None,
+    };
+    Ok((weight, bias))
 }
 
 // ---- MLP -------------------------------------------------------------------------------------
 
 pub(crate) fn mlp(model: &Mlp, options: &OnnxExportOptions) -> Result<GraphProto> {
-    let mut b = GraphBuilder::new("Mlp", to_pytorch_state_dict(model));
+    let mut b = GraphBuilder::for_model("Mlp", model);
     if model.layers.is_empty() {
         return Err(b.unsupported("the MLP has no layers"));
     }
@@ -123,8 +113,8 @@ pub(crate) fn mlp(model: &Mlp, options: &OnnxExportOptions) -> Result<GraphProto
         .layers
         .iter()
         .enumerate()
-        .map(|(i, layer)| linear_keys::<Mlp>(&format!("layers.{i}"), layer))
-        .collect();
+        .map(|(i, layer)| linear_keys(&b, &format!("layers.{i}"), layer))
+        .collect::<Result<_>>()?;
     let inputs = b.shape(&keys[0].0)?[1];
     let mut x = b.input(
         "input",
@@ -204,10 +194,10 @@ fn conv(
     layer: &Conv2d,
     size: &mut Option<[usize; 2]>,
 ) -> Result<String> {
-    let weight = b.weight(&key::<Cnn>(&format!("{name}.weight")))?;
+    let weight = b.weight(&b.key(&format!("{name}.weight"))?)?;
     let mut inputs = vec![x.to_string(), weight];
     if layer.bias.is_some() {
-        inputs.push(b.weight(&key::<Cnn>(&format!("{name}.bias")))?);
+        inputs.push(b.weight(&b.key(&format!("{name}.bias"))?)?);
     }
     let pads = pads(b, name, &layer.padding, layer.kernel_size, layer.stride)?;
     if let Some([h, w]) = *size {
@@ -274,8 +264,8 @@ fn max_pool(
 }
 
 pub(crate) fn cnn(model: &Cnn, options: &OnnxExportOptions) -> Result<GraphProto> {
-    let mut b = GraphBuilder::new("Cnn", to_pytorch_state_dict(model));
-    let conv1 = b.shape(&key::<Cnn>("conv1.weight"))?;
+    let mut b = GraphBuilder::for_model("Cnn", model);
+    let conv1 = b.shape(&b.key("conv1.weight")?)?;
     let channels = conv1[1] * model.conv1.groups;
     let spatial = |n: Option<usize>, name: &str| match n {
         Some(n) => fixed(n),
@@ -302,11 +292,11 @@ pub(crate) fn cnn(model: &Cnn, options: &OnnxExportOptions) -> Result<GraphProto
         x = b.node(name, "Relu", &[&x], &[]);
         x = max_pool(&mut b, &x, name, &model.pool, &mut size)?;
     }
-    let (fc1, fc1_bias) = linear_keys::<Cnn>("fc1", &model.fc1);
-    let (fc2, fc2_bias) = linear_keys::<Cnn>("fc2", &model.fc2);
+    let (fc1, fc1_bias) = linear_keys(&b, "fc1", &model.fc1)?;
+    let (fc2, fc2_bias) = linear_keys(&b, "fc2", &model.fc2)?;
     if let Some(image) = image {
         let features = b.shape(&fc1)?[1];
-        let channels = b.shape(&key::<Cnn>("conv3.weight"))?[0];
+        let channels = b.shape(&b.key("conv3.weight")?)?[0];
         let flat = size.map(|[h, w]| channels * h * w);
         if flat != Some(features) {
             return Err(b.unsupported(format!(
@@ -339,7 +329,7 @@ fn gates_iofc(b: &mut GraphBuilder, scope: &str, value: &str) -> String {
     )
 }
 
-fn lstm_layer<M: PytorchModel>(
+fn lstm_layer(
     b: &mut GraphBuilder,
     x: &str,
     k: usize,
@@ -347,13 +337,13 @@ fn lstm_layer<M: PytorchModel>(
     hidden: usize,
     last: bool,
 ) -> Result<String> {
-    let path = |name: &str| key::<M>(&format!("lstm.layers.{k}.{name}"));
+    let path = |b: &GraphBuilder, name: &str| b.key(&format!("lstm.layers.{k}.{name}"));
     let scope = format!("lstm/l{k}");
     let axis0 = b.ints(&scope, &[0]);
-    let w = b.weight(&path("weight_ih"))?;
+    let w = b.weight(&path(b, "weight_ih")?)?;
     let w = gates_iofc(b, &scope, &w);
     let w = b.node(&scope, "Unsqueeze", &[&w, &axis0], &[]);
-    let r = b.weight(&path("weight_hh"))?;
+    let r = b.weight(&path(b, "weight_hh")?)?;
     let r = gates_iofc(b, &scope, &r);
     let r = b.node(&scope, "Unsqueeze", &[&r, &axis0], &[]);
     let mut inputs = vec![x.to_string(), w, r];
@@ -365,7 +355,7 @@ fn lstm_layer<M: PytorchModel>(
             ("bias_hh", layer.bias_hh.is_some()),
         ] {
             let bias = if present {
-                let bias = b.weight(&path(name))?;
+                let bias = b.weight(&path(b, name)?)?;
                 gates_iofc(b, &scope, &bias)
             } else {
                 b.floats(&scope, &vec![0.0; 4 * hidden], &[4 * hidden])
@@ -434,7 +424,7 @@ fn lstm_then_linear<M: PytorchModel>(
     name: &str,
     options: &OnnxExportOptions,
 ) -> Result<GraphProto> {
-    let mut b = GraphBuilder::new(name, to_pytorch_state_dict(model));
+    let mut b = GraphBuilder::for_model(name, model);
     if lstm.bidirectional {
         return Err(b.unsupported("a bidirectional LSTM (the models' LSTMs are unidirectional)"));
     }
@@ -458,9 +448,9 @@ fn lstm_then_linear<M: PytorchModel>(
     );
     let count = lstm.layers.len();
     for (k, layer) in lstm.layers.iter().enumerate() {
-        x = lstm_layer::<M>(&mut b, &x, k, layer, lstm.hidden_size, k + 1 == count)?;
+        x = lstm_layer(&mut b, &x, k, layer, lstm.hidden_size, k + 1 == count)?;
     }
-    let (weight, bias) = linear_keys::<M>(linear.0, linear.1);
+    let (weight, bias) = linear_keys(&b, linear.0, linear.1)?;
     x = gemm(&mut b, &x, &weight, bias.as_deref())?;
     let width = b.shape(&weight)?[0];
     b.output(&x, output, vec![batch(options), fixed(width)]);
@@ -482,10 +472,10 @@ pub(crate) fn layer_norm_epsilon(norm: &LayerNorm) -> Option<f64> {
 fn layer_norm(b: &mut GraphBuilder, x: &str, path: &str, norm: &LayerNorm) -> Result<String> {
     let epsilon = layer_norm_epsilon(norm)
         .ok_or_else(|| b.unsupported(format!("cannot read the epsilon of {path}")))?;
-    let scale = b.weight(&key::<TransformerClassifier>(&format!("{path}.weight")))?;
+    let scale = b.weight(&b.key(&format!("{path}.gamma"))?)?;
     let mut inputs = vec![x.to_string(), scale];
     if norm.beta.is_some() {
-        inputs.push(b.weight(&key::<TransformerClassifier>(&format!("{path}.bias")))?);
+        inputs.push(b.weight(&b.key(&format!("{path}.beta"))?)?);
     }
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     Ok(b.node(
@@ -511,9 +501,13 @@ fn attention(
     let heads = attention.num_heads;
     let head_dim = attention.head_dim();
     let scope = format!("{path}/attention");
-    let k = |name: &str| key::<TransformerClassifier>(&format!("{path}.attention.{name}"));
-    let bias = attention.in_proj_bias.as_ref().map(|_| k("in_proj_bias"));
-    let qkv = matmul(b, x, &k("in_proj_weight"), bias.as_deref())?;
+    let k = |b: &GraphBuilder, name: &str| b.key(&format!("{path}.attention.{name}"));
+    let bias = match attention.in_proj_bias {
+        Some(_) => Some(k(b, "in_proj_bias")?),
+        None => None,
+    };
+    let weight = k(b, "in_proj_weight")?;
+    let qkv = matmul(b, x, &weight, bias.as_deref())?;
     let parts = b.node_n(&scope, "Split", &[&qkv], &[("axis", Attr::Int(2))], 3);
     let [q, kk, v] = [0, 1, 2].map(|i| parts.get(i).cloned().unwrap_or_default());
     // PyTorch scales q by 1/sqrt(head_dim) before the product, in f32.
@@ -538,10 +532,11 @@ fn attention(
     );
     let model_shape = b.ints(&scope, &[0, 0, d as i64]);
     let out = b.node(&scope, "Reshape", &[&out, &model_shape], &[]);
-    let (w, bias) = linear_keys::<TransformerClassifier>(
+    let (w, bias) = linear_keys(
+        b,
         &format!("{path}.attention.out_proj"),
         &attention.out_proj,
-    );
+    )?;
     matmul(b, &out, &w, bias.as_deref())
 }
 
@@ -552,10 +547,8 @@ fn feed_forward(
     block: &TransformerBlock,
 ) -> Result<String> {
     let ff = &block.feed_forward;
-    let (w1, b1) =
-        linear_keys::<TransformerClassifier>(&format!("{path}.feed_forward.linear1"), &ff.linear1);
-    let (w2, b2) =
-        linear_keys::<TransformerClassifier>(&format!("{path}.feed_forward.linear2"), &ff.linear2);
+    let (w1, b1) = linear_keys(b, &format!("{path}.feed_forward.linear1"), &ff.linear1)?;
+    let (w2, b2) = linear_keys(b, &format!("{path}.feed_forward.linear2"), &ff.linear2)?;
     let h = matmul(b, x, &w1, b1.as_deref())?;
     let h = b.node(scope_of(&w1), "Relu", &[&h], &[]);
     matmul(b, &h, &w2, b2.as_deref())
@@ -586,7 +579,7 @@ pub(crate) fn transformer(
     model: &TransformerClassifier,
     options: &OnnxExportOptions,
 ) -> Result<GraphProto> {
-    let mut b = GraphBuilder::new("TransformerClassifier", to_pytorch_state_dict(model));
+    let mut b = GraphBuilder::for_model("TransformerClassifier", model);
     let table = &model.pos_encoding;
     let (max_len, d) = (table.max_seq_length(), table.d_model());
     if let Some(t) = options.sequence_length
@@ -603,7 +596,7 @@ pub(crate) fn transformer(
                 data_type::INT64,
                 vec![batch(options), sequence(options)],
             );
-            let table = b.weight(&key::<TransformerClassifier>("embedding.weight"))?;
+            let table = b.weight(&b.key("embedding.weight")?)?;
             let x = b.node(
                 "embedding",
                 "Gather",
@@ -613,7 +606,7 @@ pub(crate) fn transformer(
             (tokens, x)
         }
         (None, Some(linear)) => {
-            let (w, bias) = linear_keys::<TransformerClassifier>("patch_embedding", linear);
+            let (w, bias) = linear_keys(&b, "patch_embedding", linear)?;
             let features = b.shape(&w)?[1];
             let patches = b.input(
                 "patches",
@@ -651,7 +644,7 @@ pub(crate) fn transformer(
         &[&x],
         &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))],
     );
-    let (fc, fc_bias) = linear_keys::<TransformerClassifier>("fc", &model.fc);
+    let (fc, fc_bias) = linear_keys(&b, "fc", &model.fc)?;
     x = gemm(&mut b, &x, &fc, fc_bias.as_deref())?;
     let classes = b.shape(&fc)?[0];
     b.output(&x, "logits", vec![batch(options), fixed(classes)]);
@@ -661,7 +654,7 @@ pub(crate) fn transformer(
 // ---- ScratchMlp ------------------------------------------------------------------------------
 
 pub(crate) fn scratch(model: &ScratchMlp, options: &OnnxExportOptions) -> Result<GraphProto> {
-    let mut b = GraphBuilder::new("ScratchMlp", to_pytorch_state_dict(model));
+    let mut b = GraphBuilder::for_model("ScratchMlp", model);
     let layers = model.weights.len();
     if layers == 0 || model.biases.len() != layers {
         return Err(b.unsupported(format!(
@@ -670,15 +663,15 @@ pub(crate) fn scratch(model: &ScratchMlp, options: &OnnxExportOptions) -> Result
             model.biases.len()
         )));
     }
-    let inputs = b.shape(&key::<ScratchMlp>("weights.0"))?[1];
+    let inputs = b.shape(&b.key("weights.0")?)?[1];
     let mut x = b.input(
         "input",
         data_type::FLOAT,
         vec![batch(options), fixed(inputs)],
     );
     for l in 0..layers {
-        let weight = key::<ScratchMlp>(&format!("weights.{l}"));
-        let bias = key::<ScratchMlp>(&format!("biases.{l}"));
+        let weight = b.key(&format!("weights.{l}"))?;
+        let bias = b.key(&format!("biases.{l}"))?;
         x = gemm(&mut b, &x, &weight, Some(&bias))?;
         let scope = format!("layers.{l}");
         let op = if l + 1 == layers {
@@ -703,7 +696,7 @@ pub(crate) fn scratch(model: &ScratchMlp, options: &OnnxExportOptions) -> Result
             x = b.node(&scope, op, &[&x], attributes);
         }
     }
-    let classes = b.shape(&key::<ScratchMlp>(&format!("weights.{}", layers - 1)))?[0];
+    let classes = b.shape(&b.key(&format!("weights.{}", layers - 1))?)?[0];
     b.output(&x, "probabilities", vec![batch(options), fixed(classes)]);
     b.finish(&graph_name(options, "ScratchMlp"))
 }

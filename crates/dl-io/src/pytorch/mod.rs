@@ -4,6 +4,7 @@
 pub(crate) mod read;
 mod write;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
@@ -12,7 +13,8 @@ use dl_models::{Cnn, LstmClassifier, LstmForecaster, Mlp, ScratchMlp, Transforme
 
 use crate::error::Result;
 use crate::load::{
-    KeyLayout, LoadMode, LoadReport, grads_with_layout, load_with_layouts, state_dict_with_layout,
+    KeyLayout, LoadMode, LoadReport, grads_with_layout, keys_by_burn_path, load_with_layouts,
+    state_dict_with_layout,
 };
 use crate::state_dict::StateDict;
 
@@ -74,6 +76,12 @@ pub fn to_pytorch_state_dict<M: PytorchModel>(model: &M) -> StateDict {
     state_dict_with_layout(model, &primary_layout::<M>())
 }
 
+/// Each parameter's key in [`to_pytorch_state_dict`]'s output, by its Burn module path
+/// (`lstm.layers.1.weight_ih` → `lstm.weight_ih_l1`).
+pub(crate) fn export_keys<M: PytorchModel>(model: &M) -> BTreeMap<String, String> {
+    keys_by_burn_path(model, &primary_layout::<M>())
+}
+
 /// The parameter gradients under PyTorch's names (as `p.grad` of `named_parameters()`).
 pub fn pytorch_grads<M: PytorchModel>(model: &M, grads: &Gradients) -> StateDict {
     grads_with_layout(model, grads, &primary_layout::<M>())
@@ -132,31 +140,15 @@ fn cnn_sequential(path: &str) -> String {
     })
 }
 
-/// `lstm.layers.{k}.weight_ih` -> `lstm.weight_ih_l{k}`: `nn.LSTM` suffixes the layer index.
-/// (The classifier's and the forecaster's LSTM are unidirectional, as the chapter's, so layer
-/// `k` is slot `k`.)
-fn lstm_classifier(path: &str) -> String {
-    let Some(rest) = path.strip_prefix("lstm.layers.") else {
-        return path.to_string();
-    };
-    match rest.split_once('.') {
-        Some((k, name)) if k.parse::<usize>().is_ok() => format!("lstm.{name}_l{k}"),
-        _ => path.to_string(),
-    }
-}
-
-/// The chapter's feed-forward `nn.Sequential(Linear, ReLU, Dropout, Linear)`: `linear1` is
-/// index 0 and `linear2` index 3.
-fn transformer_classifier(path: &str) -> String {
-    path.replace(".feed_forward.linear1.", ".feed_forward.0.")
-        .replace(".feed_forward.linear2.", ".feed_forward.3.")
-}
+// The LSTM models and the Transformer need no renaming beyond dl-layers' `PytorchPath`
+// (`nn.LSTM`'s `_l{k}` suffixes, the feed-forward's `nn.Sequential` indices): their field
+// paths are the chapter's module names.
 
 impl PytorchModel for LstmClassifier {
     fn key_layouts() -> &'static [KeyLayout] {
         &[KeyLayout {
             name: "nn.LSTM",
-            map: lstm_classifier,
+            map: KeyLayout::IDENTITY.map,
         }]
     }
 }
@@ -165,7 +157,7 @@ impl PytorchModel for LstmForecaster {
     fn key_layouts() -> &'static [KeyLayout] {
         &[KeyLayout {
             name: "nn.LSTM",
-            map: lstm_classifier,
+            map: KeyLayout::IDENTITY.map,
         }]
     }
 }
@@ -174,7 +166,7 @@ impl PytorchModel for TransformerClassifier {
     fn key_layouts() -> &'static [KeyLayout] {
         &[KeyLayout {
             name: "chapter Transformer",
-            map: transformer_classifier,
+            map: KeyLayout::IDENTITY.map,
         }]
     }
 }
@@ -220,11 +212,41 @@ mod tests {
         assert_eq!(cnn_sequential("fc1.weight"), "10.weight");
         assert_eq!(cnn_sequential("conv3.bias"), "6.bias");
         assert_eq!(cnn_sequential("pool"), "pool");
-        assert_eq!(lstm_classifier("lstm.layers.1.bias_hh"), "lstm.bias_hh_l1");
-        assert_eq!(lstm_classifier("fc.weight"), "fc.weight");
+    }
+
+    #[test]
+    fn export_keys_follow_the_module_paths() {
+        let device = dl_core::BackendKind::Flex.device().unwrap();
+        let lstm = dl_models::LstmClassifierConfig::new()
+            .with_input_size(3)
+            .with_hidden_size(4)
+            .with_num_layers(2)
+            .with_num_classes(2)
+            .init(&device)
+            .unwrap();
+        let keys = export_keys(&lstm);
+        assert_eq!(keys["lstm.layers.1.bias_hh"], "lstm.bias_hh_l1");
+        assert_eq!(keys["fc.weight"], "fc.weight");
+        let transformer = dl_models::TransformerClassifierConfig::new()
+            .with_vocab_size(5)
+            .with_d_model(8)
+            .with_n_heads(2)
+            .with_d_ff(16)
+            .init(&device)
+            .unwrap();
+        let keys = export_keys(&transformer);
         assert_eq!(
-            transformer_classifier("transformer_blocks.1.feed_forward.linear2.bias"),
+            keys["transformer_blocks.1.feed_forward.linear2.bias"],
             "transformer_blocks.1.feed_forward.3.bias"
         );
+        assert_eq!(
+            keys["transformer_blocks.0.norm1.gamma"],
+            "transformer_blocks.0.norm1.weight"
+        );
+        let mlp = dl_models::MlpConfig::new()
+            .with_hidden_sizes(vec![8])
+            .init(&device)
+            .unwrap();
+        assert_eq!(export_keys(&mlp)["layers.1.weight"], "3.weight");
     }
 }

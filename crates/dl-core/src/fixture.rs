@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, TensorData};
 use safetensors::{Dtype, SafeTensors};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -117,6 +120,63 @@ impl Fixture {
         cases.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(cases)
     }
+}
+
+/// A configuration read from a fixture case's JSON with serde: `defaults` (any `XConfig`) with
+/// every field the case sets taken from the case.
+///
+/// Keys in `ignore` (bookkeeping such as `"model"`) are skipped. Any other key the
+/// configuration does not have is an error naming it, so a field renamed on one side cannot
+/// silently fall back to its default; a value of the wrong type is an error too.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct Sizes { hidden: usize, layers: usize }
+///
+/// let case = serde_json::json!({"model": "mlp", "hidden": 16});
+/// let sizes = dl_core::config_from_case(&Sizes { hidden: 64, layers: 2 }, &case, &["model"])?;
+/// assert_eq!((sizes.hidden, sizes.layers), (16, 2));
+///
+/// let typo = serde_json::json!({"hiden": 16});
+/// let err = dl_core::config_from_case(&Sizes { hidden: 64, layers: 2 }, &typo, &[]).unwrap_err();
+/// assert!(err.to_string().contains("hiden"), "{err}");
+/// # Ok::<(), dl_core::Error>(())
+/// ```
+pub fn config_from_case<C: Serialize + DeserializeOwned>(
+    defaults: &C,
+    case: &Value,
+    ignore: &[&str],
+) -> Result<C> {
+    let type_name = std::any::type_name::<C>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("config");
+    let what = |key: &str| format!("fixture config `{key}` for {type_name}");
+    let Value::Object(fields) = case else {
+        return Err(Error::invalid(what(""), "a JSON object", case));
+    };
+    let mut merged = serde_json::to_value(defaults)
+        .map_err(|e| Error::invalid(what(""), "a serialisable configuration", e))?;
+    let Value::Object(known) = &mut merged else {
+        return Err(Error::invalid(what(""), "a configuration struct", merged));
+    };
+    for (key, value) in fields {
+        if ignore.contains(&key.as_str()) {
+            continue;
+        }
+        let Some(slot) = known.get_mut(key) else {
+            let names: Vec<&str> = known.keys().map(String::as_str).collect();
+            return Err(Error::invalid(
+                what(key),
+                format!("one of {}", names.join(", ")),
+                "an unknown field",
+            ));
+        };
+        *slot = value.clone();
+    }
+    serde_json::from_value(merged).map_err(|e| Error::invalid(what(""), "valid field values", e))
 }
 
 fn fixture_error(path: &Path, reason: impl std::fmt::Display) -> Error {

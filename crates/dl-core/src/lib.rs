@@ -28,7 +28,7 @@ pub use compare::{
     CompareReport, Tolerance, assert_close, compare, compare_slices, compare_tensors,
 };
 pub use error::{Error, Result};
-pub use fixture::{Fixture, fixtures_dir};
+pub use fixture::{Fixture, config_from_case, fixtures_dir};
 pub use seed::{SeededRng, seed_device};
 pub use traits::Classifier;
 

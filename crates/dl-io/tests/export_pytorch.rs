@@ -16,12 +16,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use dl_core::{BackendKind, Fixture, Tolerance, compare, fixtures_dir, seed_device};
 use dl_io::{Error, PytorchModel, StateDict, to_pytorch_state_dict};
 use dl_models::{
-    CnnConfig, LstmClassifierConfig, ScratchActivation, ScratchMlpConfig, ScratchOutput,
-    TransformerClassifierConfig, TransformerInput,
+    CnnConfig, LstmClassifierConfig, ScratchMlpConfig, TransformerClassifierConfig,
+    TransformerInput,
 };
 
 mod common;
-use common::{case_config, cnn_config, mlp_config, models};
+use common::{cnn_config, fixture_config, mlp_config, models};
 
 const BACKENDS: [BackendKind; 2] = [BackendKind::Flex, BackendKind::NdArray];
 /// Logits: f32 matmul/conv summation order differs between PyTorch and each backend (the
@@ -166,10 +166,6 @@ fn export_check<M: PytorchModel>(
     }
 }
 
-fn usize_of(config: &serde_json::Value, key: &str) -> usize {
-    config[key].as_u64().expect("integer config") as usize
-}
-
 fn float(x: TensorData, device: &Device) -> Tensor<2> {
     Tensor::<2>::from_data(x.convert::<f32>(), device)
 }
@@ -194,19 +190,7 @@ fn pytorch_loads_the_cnn_exports_strictly() {
             m.forward(Tensor::<4>::from_data(x.convert::<f32>(), d))
         };
         export_check(backend, "cnn", model, image);
-        let c = case_config(&models(), "image_cnn");
-        let channels: Vec<usize> = c["conv_channels"]
-            .as_array()
-            .expect("channels")
-            .iter()
-            .map(|v| v.as_u64().expect("channel") as usize)
-            .collect();
-        let model = CnnConfig::new()
-            .with_in_channels(usize_of(&c, "in_channels"))
-            .with_image_size(usize_of(&c, "image_size"))
-            .with_conv_channels([channels[0], channels[1], channels[2]])
-            .with_hidden_size(usize_of(&c, "hidden_size"))
-            .with_num_classes(usize_of(&c, "num_classes"))
+        let model = fixture_config(&models(), "image_cnn", CnnConfig::new())
             .init(&device)
             .expect("valid");
         export_check(backend, "image_cnn", model, image);
@@ -218,12 +202,7 @@ fn pytorch_loads_the_lstm_export_strictly() {
     for backend in BACKENDS {
         let device = backend.device().expect("backend");
         seed_device(&device, 41);
-        let c = case_config(&models(), "lstm");
-        let model = LstmClassifierConfig::new()
-            .with_input_size(usize_of(&c, "input_size"))
-            .with_hidden_size(usize_of(&c, "hidden_size"))
-            .with_num_layers(usize_of(&c, "num_layers"))
-            .with_num_classes(usize_of(&c, "num_classes"))
+        let model = fixture_config(&models(), "lstm", LstmClassifierConfig::new())
             .init(&device)
             .expect("valid");
         export_check(backend, "lstm", model, |m, x, d| {
@@ -237,15 +216,7 @@ fn pytorch_loads_the_transformer_export_strictly() {
     for backend in BACKENDS {
         let device = backend.device().expect("backend");
         seed_device(&device, 43);
-        let c = case_config(&models(), "transformer");
-        let model = TransformerClassifierConfig::new()
-            .with_vocab_size(usize_of(&c, "vocab_size"))
-            .with_d_model(usize_of(&c, "d_model"))
-            .with_n_heads(usize_of(&c, "n_heads"))
-            .with_n_layers(usize_of(&c, "n_layers"))
-            .with_d_ff(usize_of(&c, "d_ff"))
-            .with_max_seq_length(usize_of(&c, "max_seq_length"))
-            .with_num_classes(usize_of(&c, "num_classes"))
+        let model = fixture_config(&models(), "transformer", TransformerClassifierConfig::new())
             .init(&device)
             .expect("valid");
         export_check(backend, "transformer", model, |m, x, d| {
@@ -261,18 +232,9 @@ fn pytorch_loads_the_scratch_export_strictly() {
     for backend in BACKENDS {
         let device = backend.device().expect("backend");
         seed_device(&device, 47);
-        let c = case_config(&models(), "scratch");
-        let sizes: Vec<usize> = c["layer_sizes"]
-            .as_array()
-            .expect("sizes")
-            .iter()
-            .map(|v| v.as_u64().expect("size") as usize)
-            .collect();
         // The case is the chapter's sigmoid network; He-scaled weights so that the logits
         // are not all near zero.
-        let model = ScratchMlpConfig::new(sizes)
-            .with_activation(ScratchActivation::Sigmoid)
-            .with_output(ScratchOutput::Sigmoid)
+        let model = fixture_config(&models(), "scratch", ScratchMlpConfig::new(Vec::new()))
             .with_init_scale(0.0)
             .init(&device)
             .expect("valid");

@@ -10,12 +10,15 @@
 #![allow(clippy::unwrap_used)]
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use dl_core::{BackendKind, Fixture, SeededRng, Tolerance, compare, fixtures_dir};
+use dl_core::{
+    BackendKind, Fixture, SeededRng, Tolerance, compare, config_from_case, fixtures_dir,
+};
 use dl_io::{LoadMode, OnnxError, PytorchModel, StateDict, load_pytorch_state_dict};
 use dl_models::{
     CnnConfig, LstmClassifierConfig, MlpConfig, TransformerClassifierConfig, TransformerInput,
 };
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 const BACKENDS: [BackendKind; 2] = [BackendKind::Flex, BackendKind::NdArray];
 /// Logits: f32 matmul/conv/LSTM summation order differs between PyTorch and each backend
@@ -30,18 +33,16 @@ fn onnx_file(name: &str) -> std::path::PathBuf {
     fixtures_dir().join("onnx").join(format!("{name}.onnx"))
 }
 
-fn config(fixture: &Fixture, name: &str) -> Value {
-    fixture
+/// The `XConfig` of fixture case `name`: `defaults` with every field the case sets.
+fn config<C: Serialize + DeserializeOwned>(fixture: &Fixture, name: &str, defaults: C) -> C {
+    let case = fixture
         .cases()
         .unwrap()
         .into_iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| v)
-        .unwrap()
-}
-
-fn size(v: &Value) -> usize {
-    v.as_u64().unwrap() as usize
+        .unwrap();
+    config_from_case(&defaults, &case, &[]).unwrap()
 }
 
 /// The imported state dict equals PyTorch's `state_dict()` exactly.
@@ -96,21 +97,10 @@ fn check<M: PytorchModel>(
 #[test]
 fn torch_exported_mlp_loads() {
     let fixture = fixture();
-    let cfg = config(&fixture, "mlp");
+    let config = config(&fixture, "mlp", MlpConfig::new());
     for backend in BACKENDS {
         let device = backend.device().unwrap();
-        let hidden = cfg["hidden_sizes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(size)
-            .collect();
-        let model = MlpConfig::new()
-            .with_input_size(size(&cfg["input_size"]))
-            .with_hidden_sizes(hidden)
-            .with_num_classes(size(&cfg["num_classes"]))
-            .init(&device)
-            .unwrap();
+        let model = config.init(&device).unwrap();
         check(backend, "mlp", model, |m, x, d| {
             m.forward(Tensor::from_data(x, d)).into_data()
         });
@@ -120,23 +110,10 @@ fn torch_exported_mlp_loads() {
 #[test]
 fn torch_exported_cnn_loads() {
     let fixture = fixture();
-    let cfg = config(&fixture, "cnn");
+    let config = config(&fixture, "cnn", CnnConfig::new());
     for backend in BACKENDS {
         let device = backend.device().unwrap();
-        let c: Vec<usize> = cfg["conv_channels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(size)
-            .collect();
-        let model = CnnConfig::new()
-            .with_in_channels(size(&cfg["in_channels"]))
-            .with_image_size(size(&cfg["image_size"]))
-            .with_conv_channels([c[0], c[1], c[2]])
-            .with_hidden_size(size(&cfg["hidden_size"]))
-            .with_num_classes(size(&cfg["num_classes"]))
-            .init(&device)
-            .unwrap();
+        let model = config.init(&device).unwrap();
         check(backend, "cnn", model, |m, x, d| {
             m.forward(Tensor::from_data(x, d)).into_data()
         });
@@ -146,7 +123,7 @@ fn torch_exported_cnn_loads() {
 #[test]
 fn torch_exported_lstm_loads_with_its_weights_renamed_back() {
     let fixture = fixture();
-    let cfg = config(&fixture, "lstm");
+    let config = config(&fixture, "lstm", LstmClassifierConfig::new());
     // The exporter stores the LSTM weights as `onnx::LSTM_N` in ONNX's gate order.
     let state = StateDict::from_onnx_file(onnx_file("lstm")).unwrap();
     assert!(
@@ -159,13 +136,7 @@ fn torch_exported_lstm_loads_with_its_weights_renamed_back() {
     );
     for backend in BACKENDS {
         let device = backend.device().unwrap();
-        let model = LstmClassifierConfig::new()
-            .with_input_size(size(&cfg["input_size"]))
-            .with_hidden_size(size(&cfg["hidden_size"]))
-            .with_num_layers(size(&cfg["num_layers"]))
-            .with_num_classes(size(&cfg["num_classes"]))
-            .init(&device)
-            .unwrap();
+        let model = config.init(&device).unwrap();
         check(backend, "lstm", model, |m, x, d| {
             m.forward(Tensor::from_data(x, d)).into_data()
         });
@@ -175,7 +146,7 @@ fn torch_exported_lstm_loads_with_its_weights_renamed_back() {
 #[test]
 fn torch_exported_transformer_loads_with_shared_and_transposed_weights() {
     let fixture = fixture();
-    let cfg = config(&fixture, "transformer");
+    let config = config(&fixture, "transformer", TransformerClassifierConfig::new());
     let state = StateDict::from_onnx_file(onnx_file("transformer")).unwrap();
     let notes = state.notes().join("\n");
     // Equal parameters are stored once (Identity nodes) and the in_proj weights transposed.
@@ -189,16 +160,7 @@ fn torch_exported_transformer_loads_with_shared_and_transposed_weights() {
     );
     for backend in BACKENDS {
         let device = backend.device().unwrap();
-        let model = TransformerClassifierConfig::new()
-            .with_vocab_size(size(&cfg["vocab_size"]))
-            .with_d_model(size(&cfg["d_model"]))
-            .with_n_heads(size(&cfg["n_heads"]))
-            .with_n_layers(size(&cfg["n_layers"]))
-            .with_d_ff(size(&cfg["d_ff"]))
-            .with_max_seq_length(size(&cfg["max_seq_length"]))
-            .with_num_classes(size(&cfg["num_classes"]))
-            .init(&device)
-            .unwrap();
+        let model = config.init(&device).unwrap();
         check(backend, "transformer", model, |m, x, d| {
             let tokens = Tensor::<2, Int>::from_data(x.convert::<i64>(), d);
             m.try_forward(TransformerInput::Tokens(tokens))

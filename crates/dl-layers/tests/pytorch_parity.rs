@@ -20,12 +20,26 @@ use std::sync::OnceLock;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Bool, Device, Gradients, Tensor, TensorData};
-use dl_core::{BackendKind, Fixture, Tolerance, compare};
+use dl_core::{BackendKind, Fixture, Tolerance, compare, config_from_case};
 use dl_layers::{
     AttentionMask, ConvBlockConfig, DenseConfig, LstmConfig, MultiHeadAttentionConfig,
     PositionalEncodingConfig, PytorchPath, TransformerBlockConfig, set_training,
 };
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// Keys of a layer case that describe the scenario (which layer, train or eval, which inputs),
+/// not the layer's configuration.
+const SCENARIO_KEYS: &[&str] = &[
+    "kind",
+    "train",
+    "with_state",
+    "causal",
+    "key_padding_mask",
+    "self_attention",
+    "pool",
+];
 
 /// Forward values (outputs, final LSTM states, attention weights, buffers, the positional
 /// table): the workspace default. Measured on Flex and NdArray: max abs error 4.8e-7 (matrix
@@ -79,24 +93,18 @@ impl Case {
         Tensor::from_data(self.data(what), device)
     }
 
-    fn usize(&self, field: &str) -> usize {
-        self.cfg[field]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{}: config field {field}", self.name)) as usize
+    /// The layer's `XConfig`: `defaults` with every field the case sets (serde), the keys that
+    /// describe the scenario rather than the layer left out. Required fields of `defaults` are
+    /// placeholders the case overwrites.
+    fn config<C: Serialize + DeserializeOwned>(&self, defaults: C) -> C {
+        config_from_case(&defaults, &self.cfg, SCENARIO_KEYS)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
 
     fn flag(&self, field: &str) -> bool {
         self.cfg[field]
             .as_bool()
             .unwrap_or_else(|| panic!("{}: config field {field}", self.name))
-    }
-
-    fn pair(&self, field: &str) -> [usize; 2] {
-        let v = &self.cfg[field];
-        [
-            v[0].as_u64().unwrap() as usize,
-            v[1].as_u64().unwrap() as usize,
-        ]
     }
 
     /// Compare `actual` with the stored tensor `what`, naming case, tensor and backend.
@@ -312,9 +320,7 @@ fn dense(case: &Case) {
 }
 
 fn dense_rank<const D: usize>(case: &Case) {
-    let config = DenseConfig::new(case.usize("d_input"), case.usize("d_output"))
-        .with_bias(case.flag("bias"))
-        .with_activation(case.cfg["activation"].as_str().unwrap().parse().unwrap());
+    let config = case.config(DenseConfig::new(0, 0));
     let device = &case.device;
     let dense = load(config.init(device).unwrap(), case, device);
     let x = case.tensor::<D>("input", device).require_grad();
@@ -338,17 +344,10 @@ fn conv_block(case: &Case) {
         let s = p[1].as_u64().unwrap() as usize;
         ([k, k], [s, s])
     });
-    let config = ConvBlockConfig::new(
-        case.usize("in_channels"),
-        case.usize("out_channels"),
-        case.pair("kernel_size"),
-    )
-    .with_stride(case.pair("stride"))
-    .with_padding(case.pair("padding"))
-    .with_batch_norm(case.flag("batch_norm"))
-    .with_activation(case.cfg["activation"].as_str().unwrap().parse().unwrap())
-    .with_pool_kernel(pool.map(|p| p.0))
-    .with_pool_stride(pool.map(|p| p.1));
+    let config = case
+        .config(ConvBlockConfig::new(0, 0, [0, 0]))
+        .with_pool_kernel(pool.map(|p| p.0))
+        .with_pool_stride(pool.map(|p| p.1));
     let device = &case.device;
     let block = train_mode(load(config.init(device).unwrap(), case, device), case);
     let x = case.tensor::<4>("input", device).require_grad();
@@ -367,12 +366,7 @@ fn conv_block(case: &Case) {
 }
 
 fn lstm(case: &Case) {
-    let config = LstmConfig::new(case.usize("input_size"), case.usize("hidden_size"))
-        .with_num_layers(case.usize("num_layers"))
-        .with_bias(case.flag("bias"))
-        .with_batch_first(case.flag("batch_first"))
-        .with_bidirectional(case.flag("bidirectional"))
-        .with_dropout(case.cfg["dropout"].as_f64().unwrap());
+    let config = case.config(LstmConfig::new(0, 0));
     let device = &case.device;
     let lstm = train_mode(load(config.init(device).unwrap(), case, device), case);
     let x = case.tensor::<3>("input", device).require_grad();
@@ -406,9 +400,7 @@ fn lstm(case: &Case) {
 }
 
 fn mha(case: &Case) {
-    let config = MultiHeadAttentionConfig::new(case.usize("embed_dim"), case.usize("num_heads"))
-        .with_dropout(case.cfg["dropout"].as_f64().unwrap())
-        .with_bias(case.flag("bias"));
+    let config = case.config(MultiHeadAttentionConfig::new(0, 0));
     let device = &case.device;
     let mha = train_mode(load(config.init(device).unwrap(), case, device), case);
     // The causal mask both as the flag and as PyTorch's explicit boolean attn_mask.
@@ -466,13 +458,7 @@ fn mha(case: &Case) {
 }
 
 fn transformer_block(case: &Case) {
-    let config = TransformerBlockConfig::new(
-        case.usize("d_model"),
-        case.usize("n_heads"),
-        case.usize("d_ff"),
-    )
-    .with_dropout(case.cfg["dropout"].as_f64().unwrap())
-    .with_norm_first(case.flag("norm_first"));
+    let config = case.config(TransformerBlockConfig::new(0, 0, 0));
     let device = &case.device;
     let block = train_mode(load(config.init(device).unwrap(), case, device), case);
     let x = case.tensor::<3>("input", device).require_grad();
@@ -495,7 +481,8 @@ fn transformer_block(case: &Case) {
 fn positional(case: &Case) {
     // No parameters: the table and the forward pass, on the plain device.
     let device = case.backend.device().unwrap();
-    let pe = PositionalEncodingConfig::new(case.usize("max_seq_length"), case.usize("d_model"))
+    let pe = case
+        .config(PositionalEncodingConfig::new(0, 0))
         .init(&device)
         .unwrap();
     assert_eq!(pe.num_params(), 0);

@@ -3,10 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use dl_core::{Error, Result};
-use dl_models::{
-    CnnConfig, LstmClassifierConfig, MlpConfig, ScratchMlpConfig, TransformerClassifierConfig,
-};
+use dl_core::{Error, Result, config_from_case};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// A model of the parity table.
@@ -92,83 +91,12 @@ impl FromStr for ParityModel {
     }
 }
 
-fn usize_of(config: &Value, key: &str) -> Result<usize> {
-    config[key].as_u64().map(|v| v as usize).ok_or_else(|| {
-        Error::invalid(
-            format!("fixture config `{key}`"),
-            "an integer",
-            &config[key],
-        )
-    })
-}
-
-fn sizes_of(config: &Value, key: &str) -> Result<Vec<usize>> {
-    config[key]
-        .as_array()
-        .ok_or_else(|| Error::invalid(format!("fixture config `{key}`"), "a list", &config[key]))?
-        .iter()
-        .map(|v| {
-            v.as_u64()
-                .map(|v| v as usize)
-                .ok_or_else(|| Error::invalid(format!("fixture config `{key}`"), "integers", v))
-        })
-        .collect()
-}
-
-pub(crate) fn mlp_config(config: &Value, dropout: f64) -> Result<MlpConfig> {
-    Ok(MlpConfig::new()
-        .with_input_size(usize_of(config, "input_size")?)
-        .with_hidden_sizes(sizes_of(config, "hidden_sizes")?)
-        .with_num_classes(usize_of(config, "num_classes")?)
-        .with_dropout(dropout))
-}
-
-pub(crate) fn cnn_config(config: &Value, dropout: f64) -> Result<CnnConfig> {
-    let channels = sizes_of(config, "conv_channels")?;
-    let [c1, c2, c3] = channels[..] else {
-        return Err(Error::invalid(
-            "fixture conv_channels",
-            "three sizes",
-            format!("{channels:?}"),
-        ));
-    };
-    Ok(CnnConfig::new()
-        .with_in_channels(usize_of(config, "in_channels")?)
-        .with_image_size(usize_of(config, "image_size")?)
-        .with_conv_channels([c1, c2, c3])
-        .with_hidden_size(usize_of(config, "hidden_size")?)
-        .with_num_classes(usize_of(config, "num_classes")?)
-        .with_dropout(dropout))
-}
-
-pub(crate) fn lstm_config(config: &Value, dropout: f64) -> Result<LstmClassifierConfig> {
-    Ok(LstmClassifierConfig::new()
-        .with_input_size(usize_of(config, "input_size")?)
-        .with_hidden_size(usize_of(config, "hidden_size")?)
-        .with_num_layers(usize_of(config, "num_layers")?)
-        .with_num_classes(usize_of(config, "num_classes")?)
-        .with_dropout(dropout))
-}
-
-pub(crate) fn transformer_config(
-    config: &Value,
-    dropout: f64,
-) -> Result<TransformerClassifierConfig> {
-    Ok(TransformerClassifierConfig::new()
-        .with_vocab_size(usize_of(config, "vocab_size")?)
-        .with_d_model(usize_of(config, "d_model")?)
-        .with_n_heads(usize_of(config, "n_heads")?)
-        .with_n_layers(usize_of(config, "n_layers")?)
-        .with_d_ff(usize_of(config, "d_ff")?)
-        .with_max_seq_length(usize_of(config, "max_seq_length")?)
-        .with_num_classes(usize_of(config, "num_classes")?)
-        .with_dropout(dropout))
-}
-
-pub(crate) fn scratch_config(config: &Value) -> Result<ScratchMlpConfig> {
-    let activation = config["activation"]
-        .as_str()
-        .ok_or_else(|| Error::invalid("fixture activation", "a name", &config["activation"]))?
-        .parse()?;
-    Ok(ScratchMlpConfig::new(sizes_of(config, "layer_sizes")?).with_activation(activation))
+/// The `XConfig` a fixture case describes: `defaults` with every field the case sets (serde;
+/// the case's `model` key is bookkeeping). Dropout is set by the caller, which runs each model
+/// both with the fixture's rate and without.
+pub(crate) fn fixture_config<C: Serialize + DeserializeOwned>(
+    defaults: C,
+    case: &Value,
+) -> Result<C> {
+    config_from_case(&defaults, case, &["model"])
 }

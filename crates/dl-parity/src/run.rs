@@ -8,14 +8,15 @@ use dl_io::{
     LoadMode, PytorchModel, StateDict, grads_with_layout, layout_named, load_pytorch_state_dict,
     state_dict_with_layout,
 };
-use dl_models::{ScratchOutput, TransformerInput};
+use dl_models::{
+    CnnConfig, LstmClassifierConfig, MlpConfig, ScratchMlpConfig, ScratchOutput,
+    TransformerClassifierConfig, TransformerInput,
+};
 use dl_optim::{AdamConfig, SgdConfig};
 use serde_json::Value;
 
 use crate::check::{CheckResult, Reference, compare_states};
-use crate::model::{
-    ParityModel, cnn_config, lstm_config, mlp_config, scratch_config, transformer_config,
-};
+use crate::model::{ParityModel, fixture_config};
 use crate::tolerance::Check;
 
 /// Everything a model computed in one run, named as PyTorch names it.
@@ -207,7 +208,11 @@ pub fn model_outputs(
             name,
             &weights,
             fixture,
-            &|d, p| mlp_config(&config, p).and_then(|c| c.init(d)).map_err(err),
+            &|d, p| {
+                fixture_config(MlpConfig::new(), &config)
+                    .and_then(|c| c.with_dropout(p).init(d))
+                    .map_err(err)
+            },
             dropout,
             &|data, d| Tensor::<2>::from_data(data, d),
         )
@@ -217,7 +222,11 @@ pub fn model_outputs(
             name,
             &weights,
             fixture,
-            &|d, p| cnn_config(&config, p).and_then(|c| c.init(d)).map_err(err),
+            &|d, p| {
+                fixture_config(CnnConfig::new(), &config)
+                    .and_then(|c| c.with_dropout(p).init(d))
+                    .map_err(err)
+            },
             dropout,
             &|data, d| Tensor::<4>::from_data(data, d),
         )
@@ -227,7 +236,11 @@ pub fn model_outputs(
             name,
             &weights,
             fixture,
-            &|d, p| lstm_config(&config, p).and_then(|c| c.init(d)).map_err(err),
+            &|d, p| {
+                fixture_config(LstmClassifierConfig::new(), &config)
+                    .and_then(|c| c.with_dropout(p).init(d))
+                    .map_err(err)
+            },
             dropout,
             &|data, d| Tensor::<3>::from_data(data, d),
         )
@@ -255,8 +268,8 @@ fn transformer_outputs(
         weights,
         fixture,
         &|d, p| {
-            transformer_config(config, p)
-                .and_then(|c| c.init(d))
+            fixture_config(TransformerClassifierConfig::new(), config)
+                .and_then(|c| c.with_dropout(p).init(d))
                 .map_err(|e| e.to_string())
         },
         dropout,
@@ -285,7 +298,7 @@ fn scratch_outputs(
 ) -> Result<Outputs, String> {
     let err = |e: dl_core::Error| e.to_string();
     let device = backend.device().map_err(err)?;
-    let net = scratch_config(config)
+    let net = fixture_config(ScratchMlpConfig::new(Vec::new()), config)
         .map(|c| c.with_output(ScratchOutput::Sigmoid))
         .and_then(|c| c.init(&device))
         .map_err(err)?;

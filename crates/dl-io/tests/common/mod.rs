@@ -4,10 +4,12 @@
 use std::io::{Cursor, Read, Write};
 use std::path::PathBuf;
 
-use dl_core::{Fixture, fixtures_dir};
+use dl_core::{Fixture, config_from_case, fixtures_dir};
 use dl_models::{CnnConfig, MlpConfig};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// A committed `.pt` fixture (made by `fixtures/gen/pt_files.py`).
 pub fn pt_fixture(name: &str) -> PathBuf {
@@ -30,38 +32,23 @@ pub fn case_config(fixture: &Fixture, name: &str) -> serde_json::Value {
         .expect("case")
 }
 
-fn usize_of(value: &serde_json::Value) -> usize {
-    value.as_u64().expect("an integer") as usize
-}
-
-fn sizes(value: &serde_json::Value) -> Vec<usize> {
-    value
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(usize_of)
-        .collect()
+/// The `XConfig` of fixture case `name`: `defaults` with every field the case sets.
+pub fn fixture_config<C: Serialize + DeserializeOwned>(
+    fixture: &Fixture,
+    name: &str,
+    defaults: C,
+) -> C {
+    config_from_case(&defaults, &case_config(fixture, name), &["model"]).expect("a valid config")
 }
 
 /// The MLP of the `mlp` case (dropout left at its default: the tests run in eval mode).
 pub fn mlp_config(fixture: &Fixture) -> MlpConfig {
-    let cfg = case_config(fixture, "mlp");
-    MlpConfig::new()
-        .with_input_size(usize_of(&cfg["input_size"]))
-        .with_hidden_sizes(sizes(&cfg["hidden_sizes"]))
-        .with_num_classes(usize_of(&cfg["num_classes"]))
+    fixture_config(fixture, "mlp", MlpConfig::new())
 }
 
 /// The CNN of the `cnn` case.
 pub fn cnn_config(fixture: &Fixture) -> CnnConfig {
-    let cfg = case_config(fixture, "cnn");
-    let channels = sizes(&cfg["conv_channels"]);
-    CnnConfig::new()
-        .with_in_channels(usize_of(&cfg["in_channels"]))
-        .with_image_size(usize_of(&cfg["image_size"]))
-        .with_conv_channels([channels[0], channels[1], channels[2]])
-        .with_hidden_size(usize_of(&cfg["hidden_size"]))
-        .with_num_classes(usize_of(&cfg["num_classes"]))
+    fixture_config(fixture, "cnn", CnnConfig::new())
 }
 
 /// A small valid safetensors file: one tensor of each float dtype (values exact in all),

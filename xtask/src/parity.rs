@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use dl_core::{BackendKind, Fixture, fixtures_dir};
-use dl_parity::{ParityModel, run_parity};
+use dl_parity::{ModelKind, parse_models, run_parity};
 
 use crate::python::workspace_root;
 
@@ -26,7 +26,7 @@ pub struct ParityArgs {
     backends: std::vec::Vec<BackendKind>,
     /// Models, comma-separated, or `all`.
     #[arg(long = "model", value_name = "LIST", default_value = "all", value_parser = model_list)]
-    models: std::vec::Vec<ParityModel>,
+    models: std::vec::Vec<ModelKind>,
     /// The folder holding models.safetensors (default: the workspace's fixtures/).
     #[arg(long, value_name = "DIR")]
     fixtures: Option<PathBuf>,
@@ -41,8 +41,8 @@ fn backend_list(list: &str) -> Result<Vec<BackendKind>, String> {
     BackendKind::parse_list(list).map_err(|e| e.to_string())
 }
 
-fn model_list(list: &str) -> Result<Vec<ParityModel>, String> {
-    ParityModel::parse_list(list).map_err(|e| e.to_string())
+fn model_list(list: &str) -> Result<Vec<ModelKind>, String> {
+    parse_models(list).map_err(|e| e.to_string())
 }
 
 impl ParityArgs {
@@ -63,7 +63,7 @@ impl ParityArgs {
             "--backend".into(),
             names(self.backends.iter().map(|b| b.name()).collect()),
             "--model".into(),
-            names(self.models.iter().map(|m| m.name()).collect()),
+            names(self.models.iter().map(|m| m.case_name()).collect()),
         ];
         for (flag, value) in [("--fixtures", &self.fixtures), ("--out", &self.out)] {
             if let Some(path) = value {
@@ -136,7 +136,7 @@ mod tests {
             options.backends,
             vec![BackendKind::Flex, BackendKind::NdArray]
         );
-        assert_eq!(options.models, ParityModel::ALL.to_vec());
+        assert_eq!(options.models, dl_parity::PARITY_MODELS.to_vec());
         assert_eq!(options.fixtures(), fixtures_dir());
         assert!(options.out().ends_with("target/parity"));
     }
@@ -158,7 +158,7 @@ mod tests {
             options.backends,
             vec![BackendKind::Flex, BackendKind::TchCuda]
         );
-        assert_eq!(options.models, vec![ParityModel::Mlp]);
+        assert_eq!(options.models, vec![ModelKind::Mlp]);
         assert_eq!(options.fixtures(), PathBuf::from("/carried/fixtures"));
         assert_eq!(options.out(), PathBuf::from("/tmp/out"));
         assert_eq!(

@@ -11,54 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::TrainArgs;
 use crate::data::{DEFAULT_VAL_FRACTION, default_data_dir, default_series_path};
 
-/// The trainable models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// 784-512-256-10 MLP on flattened digits.
-    Mlp,
-    /// The chapter's CNN on 1x28x28 digits.
-    Cnn,
-    /// The image-classification CNN on digits upscaled to 3x64x64.
-    ImageCnn,
-    /// 2-layer LSTM reading a digit as 28 rows of 28 values.
-    Lstm,
-    /// Transformer on 16 patches of 7x7 pixels.
-    Transformer,
-    /// The from-scratch MLP with its own backward pass.
-    Scratch,
-    /// LSTM regressor predicting next week's CO2 from the past `window` weeks.
-    Forecast,
-}
-
-impl ModelKind {
-    /// The name on the command line and in checkpoints.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Mlp => "mlp",
-            ModelKind::Cnn => "cnn",
-            ModelKind::ImageCnn => "image-cnn",
-            ModelKind::Lstm => "lstm",
-            ModelKind::Transformer => "transformer",
-            ModelKind::Scratch => "scratch",
-            ModelKind::Forecast => "forecast",
-        }
-    }
-
-    /// Whether the model forecasts the CO2 series (regression) rather than classifying digits.
-    pub fn is_forecast(self) -> bool {
-        self == ModelKind::Forecast
-    }
-
-    /// Parse a checkpoint's model name.
-    pub fn from_name(name: &str) -> Result<Self> {
-        <Self as ValueEnum>::from_str(name, true).map_err(|_| {
-            anyhow::anyhow!(
-                "unknown model `{name}`, expected one of mlp, cnn, image-cnn, lstm, transformer, scratch, forecast"
-            )
-        })
-    }
-}
+pub use dl_models::ModelKind;
 
 /// The optimizers of dl-optim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]

@@ -333,7 +333,9 @@ impl DigitModel {
     ) -> Result<(Self, Option<ModuleOptimizer>, CheckpointMeta)> {
         let meta = dl_io::read_checkpoint_meta(path)
             .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-        let kind = ModelKind::from_name(&meta.model)
+        let kind = meta
+            .model
+            .parse::<ModelKind>()
             .with_context(|| format!("checkpoint {}", path.display()))?;
         // Checked before anything is allocated: the configuration fits the digits and
         // describes no more parameters than the file's weights hold.

@@ -11,12 +11,14 @@
 //! | [`ScratchMlp`] | `DeepNeuralNetwork` (hand-written backprop) | `[batch, features]` |
 //!
 //! Each has a serde configuration with the chapter's values as defaults and
-//! `init(&device)`; every model runs on any Burn device.
+//! `init(&device)`; every model runs on any Burn device. [`ModelKind`] lists them by the names
+//! the `dl` program, checkpoints and the parity fixtures use.
 
 mod cnn;
 mod lstm_classifier;
 mod lstm_forecaster;
 mod mlp;
+mod registry;
 mod scratch;
 mod transformer_classifier;
 
@@ -24,6 +26,7 @@ pub use cnn::{Cnn, CnnConfig, ImageCnn};
 pub use lstm_classifier::{LstmClassifier, LstmClassifierConfig};
 pub use lstm_forecaster::{LstmForecaster, LstmForecasterConfig};
 pub use mlp::{Mlp, MlpConfig};
+pub use registry::{ModelKind, UnknownModel};
 pub use scratch::{
     ScratchActivation, ScratchGradients, ScratchMlp, ScratchMlpConfig, ScratchOutput,
 };

@@ -13,7 +13,7 @@
 //! ```no_run
 //! use dl_core::{BackendKind, Fixture, fixtures_dir};
 //! let fixture = Fixture::open(fixtures_dir().join("models.safetensors"))?;
-//! let report = dl_parity::run_parity(&fixture, &dl_parity::ParityModel::ALL, &[BackendKind::Flex], None);
+//! let report = dl_parity::run_parity(&fixture, &dl_parity::PARITY_MODELS, &[BackendKind::Flex], None);
 //! println!("{}", report.to_markdown());
 //! assert!(report.passed());
 //! # Ok::<(), dl_core::Error>(())
@@ -26,7 +26,8 @@ mod run;
 mod tolerance;
 
 pub use check::{CheckResult, Reference};
-pub use model::ParityModel;
+pub use dl_models::ModelKind;
+pub use model::{PARITY_MODELS, parse_models};
 pub use report::{ParityReport, Skipped, Unavailable, run_parity};
 pub use run::{Outputs, Perturbation, compare_outputs, model_outputs, pytorch_outputs};
 pub use tolerance::Check;

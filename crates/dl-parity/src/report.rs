@@ -6,8 +6,8 @@ use dl_core::{BackendKind, Fixture};
 use serde::Serialize;
 
 use crate::check::{CheckResult, Reference};
-use crate::model::ParityModel;
 use crate::run::{Outputs, Perturbation, compare_outputs, model_outputs, pytorch_outputs};
+use dl_models::ModelKind;
 
 /// A backend that was asked for but is not compiled into this build.
 #[derive(Debug, Clone, Serialize)]
@@ -116,7 +116,7 @@ impl ParityReport {
 /// cells).
 pub fn run_parity(
     fixture: &Fixture,
-    models: &[ParityModel],
+    models: &[ModelKind],
     backends: &[BackendKind],
     perturb: Option<Perturbation>,
 ) -> ParityReport {
@@ -129,7 +129,7 @@ pub fn run_parity(
 /// for a machine without a GPU).
 fn run_parity_probed(
     fixture: &Fixture,
-    models: &[ParityModel],
+    models: &[ModelKind],
     backends: &[BackendKind],
     perturb: Option<Perturbation>,
     probe: impl Fn(BackendKind) -> dl_core::Result<()>,
@@ -179,14 +179,14 @@ fn start_backends(
 /// Flex; a model or backend that cannot run is one failed row naming why.
 fn check_model(
     fixture: &Fixture,
-    model: ParityModel,
+    model: ModelKind,
     backends: &[BackendKind],
     perturb: Option<Perturbation>,
     report: &mut ParityReport,
 ) {
     let failed = |backend, reason| {
         CheckResult::failed(
-            model.name(),
+            model.case_name(),
             backend,
             crate::Check::Logits,
             Reference::Pytorch,
@@ -242,7 +242,7 @@ mod tests {
         let fixture = Fixture::open(dl_core::fixtures_dir().join("models.safetensors"))
             .expect("fixtures/models.safetensors");
         let backends = [BackendKind::Flex, BackendKind::NdArray];
-        let report = run_parity_probed(&fixture, &[ParityModel::Mlp], &backends, None, |b| {
+        let report = run_parity_probed(&fixture, &[ModelKind::Mlp], &backends, None, |b| {
             if b == BackendKind::NdArray {
                 Err(dl_core::Error::BackendUnavailable {
                     backend: b.name().into(),

@@ -9,14 +9,14 @@ use dl_io::{
     state_dict_with_layout,
 };
 use dl_models::{
-    CnnConfig, LstmClassifierConfig, MlpConfig, ScratchMlpConfig, ScratchOutput,
+    CnnConfig, LstmClassifierConfig, MlpConfig, ModelKind, ScratchMlpConfig, ScratchOutput,
     TransformerClassifierConfig, TransformerInput,
 };
 use dl_optim::{AdamConfig, SgdConfig};
 use serde_json::Value;
 
 use crate::check::{CheckResult, Reference, compare_states};
-use crate::model::{ParityModel, fixture_config};
+use crate::model::fixture_config;
 use crate::tolerance::Check;
 
 /// Everything a model computed in one run, named as PyTorch names it.
@@ -62,21 +62,21 @@ fn tensor(fixture: &Fixture, name: &str) -> Result<TensorData, String> {
     fixture.tensor(name).map_err(|e| e.to_string())
 }
 
-fn config(fixture: &Fixture, model: ParityModel) -> Result<Value, String> {
+fn config(fixture: &Fixture, model: ModelKind) -> Result<Value, String> {
     fixture
         .cases()
         .map_err(|e| e.to_string())?
         .into_iter()
-        .find(|(name, _)| name == model.name())
+        .find(|(name, _)| name == model.case_name())
         .map(|(_, v)| v)
-        .ok_or_else(|| format!("fixture has no case `{}`", model.name()))
+        .ok_or_else(|| format!("fixture has no case `{}`", model.case_name()))
 }
 
 /// PyTorch's numbers for `model`, as [`Outputs`].
-pub fn pytorch_outputs(fixture: &Fixture, model: ParityModel) -> Result<Outputs, String> {
-    let name = model.name();
+pub fn pytorch_outputs(fixture: &Fixture, model: ModelKind) -> Result<Outputs, String> {
+    let name = model.case_name();
     let mut out = Outputs::default();
-    if model == ParityModel::Scratch {
+    if model == ModelKind::Scratch {
         out.push_one(Check::Output, "output", tensor(fixture, "scratch.output")?);
         out.tensors
             .push((Check::Grads, state_with_prefix(fixture, "scratch.grad.")?));
@@ -104,7 +104,7 @@ pub fn pytorch_outputs(fixture: &Fixture, model: ParityModel) -> Result<Outputs,
         Check::Sgd10,
         state_with_prefix(fixture, &format!("{name}.sgd10."))?,
     ));
-    if model == ParityModel::Transformer {
+    if model == ModelKind::Transformer {
         out.tensors.push((
             Check::Attention,
             state_with_prefix(fixture, "transformer.attn.")?,
@@ -190,11 +190,11 @@ where
 /// by `perturb` first).
 pub fn model_outputs(
     fixture: &Fixture,
-    model: ParityModel,
+    model: ModelKind,
     backend: BackendKind,
     perturb: Option<Perturbation>,
 ) -> Result<Outputs, String> {
-    let name = model.name();
+    let name = model.case_name();
     let config = config(fixture, model)?;
     let mut weights = state_with_prefix(fixture, &format!("{name}.param."))?;
     if let Some(perturb) = perturb {
@@ -203,7 +203,7 @@ pub fn model_outputs(
     let dropout = config["dropout"].as_f64().unwrap_or(0.0);
     let err = |e: dl_core::Error| e.to_string();
     match model {
-        ParityModel::Mlp => run_classifier(
+        ModelKind::Mlp => run_classifier(
             backend,
             name,
             &weights,
@@ -217,7 +217,7 @@ pub fn model_outputs(
             &|data, d| Tensor::<2>::from_data(data, d),
         )
         .map(|(o, _)| o),
-        ParityModel::Cnn | ParityModel::ImageCnn => run_classifier(
+        ModelKind::Cnn | ModelKind::ImageCnn => run_classifier(
             backend,
             name,
             &weights,
@@ -231,7 +231,7 @@ pub fn model_outputs(
             &|data, d| Tensor::<4>::from_data(data, d),
         )
         .map(|(o, _)| o),
-        ParityModel::Lstm => run_classifier(
+        ModelKind::Lstm => run_classifier(
             backend,
             name,
             &weights,
@@ -245,10 +245,15 @@ pub fn model_outputs(
             &|data, d| Tensor::<3>::from_data(data, d),
         )
         .map(|(o, _)| o),
-        ParityModel::Transformer => {
+        ModelKind::Transformer => {
             transformer_outputs(fixture, backend, name, &weights, &config, dropout)
         }
-        ParityModel::Scratch => scratch_outputs(fixture, backend, &weights, &config),
+        ModelKind::Scratch => scratch_outputs(fixture, backend, &weights, &config),
+        ModelKind::Forecast => Err(format!(
+            "`{}` has no parity fixture (one of {})",
+            model.case_name(),
+            crate::PARITY_MODELS.map(|m| m.case_name()).join(", ")
+        )),
     }
 }
 
@@ -345,7 +350,7 @@ fn without_key_bias(state: &StateDict) -> StateDict {
 
 /// Compare `actual` with `expected`, check by check, into table rows.
 pub fn compare_outputs(
-    model: ParityModel,
+    model: ModelKind,
     backend: BackendKind,
     actual: &Outputs,
     expected: &Outputs,
@@ -359,7 +364,7 @@ pub fn compare_outputs(
         };
         let Some(got) = actual.get(*check) else {
             rows.push(CheckResult::failed(
-                model.name(),
+                model.case_name(),
                 backend,
                 *check,
                 reference,
@@ -374,7 +379,7 @@ pub fn compare_outputs(
         };
         let reports = compare_states(&got, &want, tolerance);
         rows.push(CheckResult::from_reports(
-            model.name(),
+            model.case_name(),
             backend,
             *check,
             reference,

@@ -2,7 +2,7 @@
 
 use dl_core::{BackendKind, Fixture, fixtures_dir};
 use dl_io::StateDict;
-use dl_parity::{Check, ParityModel, Reference, run_parity};
+use dl_parity::{Check, ModelKind, PARITY_MODELS, Reference, run_parity};
 
 fn fixture() -> Fixture {
     Fixture::open(fixtures_dir().join("models.safetensors")).expect("models fixture")
@@ -14,7 +14,7 @@ fn suite(backend: BackendKind) {
     } else {
         vec![BackendKind::Flex, backend]
     };
-    let report = run_parity(&fixture(), &ParityModel::ALL, &backends, None);
+    let report = run_parity(&fixture(), &PARITY_MODELS, &backends, None);
     assert!(report.passed(), "\n{}", report.to_markdown());
     // Every model has its rows: 5 checks for the classifiers, 6 for the transformer, 2 for
     // the from-scratch network, per backend and reference.
@@ -54,7 +54,7 @@ fn a_wrong_weight_fails_the_right_cells() {
     }
     let report = run_parity(
         &fixture(),
-        &[ParityModel::Cnn],
+        &[ModelKind::Cnn],
         &[BackendKind::Flex],
         Some(nudge),
     );
@@ -92,7 +92,7 @@ fn missing_backends_are_listed_with_their_feature() {
         .into_iter()
         .filter(|b| !b.is_compiled())
         .collect();
-    let report = run_parity(&fixture(), &[ParityModel::Mlp], &missing, None);
+    let report = run_parity(&fixture(), &[ModelKind::Mlp], &missing, None);
     assert!(report.rows.is_empty());
     assert_eq!(report.skipped.len(), missing.len());
     for (skipped, backend) in report.skipped.iter().zip(&missing) {

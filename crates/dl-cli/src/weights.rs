@@ -6,10 +6,9 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use dl_io::{Architecture, InferOptions, StateDict};
+use dl_io::{InferOptions, StateDict};
 
 use crate::cli::InferArgs;
-use crate::config::ModelKind;
 
 /// A weights file read into a state dict.
 #[derive(Debug)]
@@ -100,19 +99,6 @@ pub fn infer_options(args: &InferArgs) -> InferOptions {
         max_seq_length: args.max_seq_length,
         norm_first: args.norm_first.then_some(true),
         image_size: args.image_size,
-    }
-}
-
-/// The `dl` model of an inferred architecture.
-pub fn model_kind(architecture: Architecture) -> ModelKind {
-    match architecture {
-        Architecture::Mlp => ModelKind::Mlp,
-        Architecture::Cnn => ModelKind::Cnn,
-        Architecture::ImageCnn => ModelKind::ImageCnn,
-        Architecture::LstmClassifier => ModelKind::Lstm,
-        Architecture::TransformerClassifier => ModelKind::Transformer,
-        Architecture::ScratchMlp => ModelKind::Scratch,
-        Architecture::LstmForecaster => ModelKind::Forecast,
     }
 }
 

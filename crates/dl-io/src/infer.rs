@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use dl_models::{
-    CnnConfig, LstmClassifierConfig, LstmForecasterConfig, MlpConfig, ScratchMlpConfig,
+    CnnConfig, LstmClassifierConfig, LstmForecasterConfig, MlpConfig, ModelKind, ScratchMlpConfig,
     TransformerClassifierConfig,
 };
 
@@ -25,54 +25,20 @@ use crate::state_dict::StateDict;
 /// Key -> shape of a state dict.
 pub type Shapes = BTreeMap<String, Vec<usize>>;
 
-/// The dl-models networks a state dict can be recognised as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Architecture {
-    /// [`dl_models::Mlp`].
-    Mlp,
-    /// [`dl_models::Cnn`] on one-channel images.
-    Cnn,
-    /// [`dl_models::ImageCnn`]: the same network on three-channel (colour) images.
-    ImageCnn,
-    /// [`dl_models::LstmClassifier`].
-    LstmClassifier,
-    /// [`dl_models::TransformerClassifier`].
-    TransformerClassifier,
-    /// [`dl_models::ScratchMlp`].
-    ScratchMlp,
-    /// [`dl_models::LstmForecaster`].
-    LstmForecaster,
-}
-
-impl Architecture {
-    /// The dl-models type name (`LstmClassifier`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Architecture::Mlp => "Mlp",
-            Architecture::Cnn => "Cnn",
-            Architecture::ImageCnn => "ImageCnn",
-            Architecture::LstmClassifier => "LstmClassifier",
-            Architecture::TransformerClassifier => "TransformerClassifier",
-            Architecture::ScratchMlp => "ScratchMlp",
-            Architecture::LstmForecaster => "LstmForecaster",
-        }
-    }
-}
-
 /// The configuration of an inferred network, in its dl-models type.
 #[derive(Debug, Clone)]
 pub enum ArchitectureConfig {
-    /// [`Architecture::Mlp`].
+    /// [`ModelKind::Mlp`].
     Mlp(MlpConfig),
-    /// [`Architecture::Cnn`] and [`Architecture::ImageCnn`].
+    /// [`ModelKind::Cnn`] and [`ModelKind::ImageCnn`].
     Cnn(CnnConfig),
-    /// [`Architecture::LstmClassifier`].
+    /// [`ModelKind::Lstm`].
     Lstm(LstmClassifierConfig),
-    /// [`Architecture::TransformerClassifier`].
+    /// [`ModelKind::Transformer`].
     Transformer(TransformerClassifierConfig),
-    /// [`Architecture::ScratchMlp`].
+    /// [`ModelKind::Scratch`].
     Scratch(ScratchMlpConfig),
-    /// [`Architecture::LstmForecaster`].
+    /// [`ModelKind::Forecast`].
     Forecaster(LstmForecasterConfig),
 }
 
@@ -114,7 +80,7 @@ pub struct InferOptions {
 #[derive(Debug, Clone)]
 pub struct InferredArchitecture {
     /// The network.
-    pub architecture: Architecture,
+    pub architecture: ModelKind,
     /// The key layout the state dict uses (as in [`crate::LoadReport::layout`]).
     pub layout: &'static str,
     /// The full configuration (inferred sizes plus assumed settings).
@@ -133,7 +99,7 @@ impl InferredArchitecture {
             .iter()
             .map(|(name, value)| format!("{name} {}", compact(value)))
             .collect();
-        format!("{}: {}", self.architecture.name(), sizes.join(", "))
+        format!("{}: {}", self.architecture.type_name(), sizes.join(", "))
     }
 }
 
@@ -205,7 +171,7 @@ pub fn infer_architecture(
             reasons.join("; ")
         ))),
         _ => {
-            let names: Vec<&str> = found.iter().map(|f| f.architecture.name()).collect();
+            let names: Vec<&str> = found.iter().map(|f| f.architecture.type_name()).collect();
             Err(unknown(format!(
                 "the keys fit more than one network: {}",
                 names.join(", ")
@@ -396,7 +362,7 @@ fn mlp(
         .clone()
         .with_dropout(dropout(options, config.dropout, &mut assumed));
     Ok(InferredArchitecture {
-        architecture: Architecture::Mlp,
+        architecture: ModelKind::Mlp,
         layout,
         sizes: vec![
             ("input_size", (*input).into()),
@@ -502,9 +468,9 @@ fn cnn(
         .with_dropout(dropout(options, config.dropout, &mut assumed));
     Ok(InferredArchitecture {
         architecture: if in_channels == 3 {
-            Architecture::ImageCnn
+            ModelKind::ImageCnn
         } else {
-            Architecture::Cnn
+            ModelKind::Cnn
         },
         layout,
         sizes: vec![
@@ -583,7 +549,7 @@ fn lstm_forecaster(
         .clone()
         .with_dropout(dropout(options, config.dropout, &mut assumed));
     Ok(InferredArchitecture {
-        architecture: Architecture::LstmForecaster,
+        architecture: ModelKind::Forecast,
         layout: "nn.LSTM",
         sizes: vec![
             ("input_size", input.into()),
@@ -616,7 +582,7 @@ fn lstm_classifier(
         .clone()
         .with_dropout(dropout(options, config.dropout, &mut assumed));
     Ok(InferredArchitecture {
-        architecture: Architecture::LstmClassifier,
+        architecture: ModelKind::Lstm,
         layout: "nn.LSTM",
         sizes: vec![
             ("input_size", input.into()),
@@ -770,7 +736,7 @@ fn transformer_classifier(
         .clone()
         .with_dropout(dropout(options, config.dropout, &mut assumed));
     Ok(InferredArchitecture {
-        architecture: Architecture::TransformerClassifier,
+        architecture: ModelKind::Transformer,
         layout: "chapter Transformer",
         sizes,
         config: ArchitectureConfig::Transformer(config),
@@ -807,7 +773,7 @@ fn scratch_mlp(
         config.activation, config.output
     )];
     Ok(InferredArchitecture {
-        architecture: Architecture::ScratchMlp,
+        architecture: ModelKind::Scratch,
         layout: "identity",
         sizes: vec![("layer_sizes", usizes(&sizes))],
         config: ArchitectureConfig::Scratch(config),
@@ -846,7 +812,7 @@ mod tests {
                 .with_num_classes(classes);
             let state = to_pytorch_state_dict(&config.init(&device()).unwrap());
             let found = infer(&state, &InferOptions::default());
-            assert_eq!(found.architecture, Architecture::Mlp);
+            assert_eq!(found.architecture, ModelKind::Mlp);
             assert_eq!(found.layout, "nn.Sequential");
             let ArchitectureConfig::Mlp(got) = &found.config else {
                 panic!("{found:?}")
@@ -881,9 +847,9 @@ mod tests {
             let state = to_pytorch_state_dict(&config.init(&device()).unwrap());
             let found = infer(&state, &InferOptions::default());
             let expected = if config.in_channels == 3 {
-                Architecture::ImageCnn
+                ModelKind::ImageCnn
             } else {
-                Architecture::Cnn
+                ModelKind::Cnn
             };
             assert_eq!(found.architecture, expected);
             let ArchitectureConfig::Cnn(got) = &found.config else {
@@ -912,7 +878,7 @@ mod tests {
                 .with_horizon(horizon);
             let state = to_pytorch_state_dict(&config.init(&device()).unwrap());
             let found = infer(&state, &InferOptions::default());
-            assert_eq!(found.architecture, Architecture::LstmForecaster);
+            assert_eq!(found.architecture, ModelKind::Forecast);
             assert_eq!(
                 found.summary(),
                 format!(
@@ -974,7 +940,7 @@ mod tests {
                 .with_num_classes(classes);
             let state = to_pytorch_state_dict(&config.init(&device()).unwrap());
             let found = infer(&state, &InferOptions::default());
-            assert_eq!(found.architecture, Architecture::LstmClassifier);
+            assert_eq!(found.architecture, ModelKind::Lstm);
             let ArchitectureConfig::Lstm(got) = &found.config else {
                 panic!("{found:?}")
             };
@@ -1042,7 +1008,7 @@ mod tests {
                 ..Default::default()
             };
             let found = infer(&state, &options);
-            assert_eq!(found.architecture, Architecture::TransformerClassifier);
+            assert_eq!(found.architecture, ModelKind::Transformer);
             let ArchitectureConfig::Transformer(got) = &found.config else {
                 panic!("{found:?}")
             };
@@ -1114,7 +1080,7 @@ mod tests {
             let config = ScratchMlpConfig::new(sizes.clone()).with_output(ScratchOutput::Sigmoid);
             let state = to_pytorch_state_dict(&config.init(&device()).unwrap());
             let found = infer(&state, &InferOptions::default());
-            assert_eq!(found.architecture, Architecture::ScratchMlp);
+            assert_eq!(found.architecture, ModelKind::Scratch);
             let ArchitectureConfig::Scratch(got) = &found.config else {
                 panic!("{found:?}")
             };

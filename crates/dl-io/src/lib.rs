@@ -36,8 +36,7 @@ pub use digits::{DigitFile, DigitFileError};
 pub use error::{Error, Result};
 pub use finite::NonFiniteCount;
 pub use infer::{
-    Architecture, ArchitectureConfig, InferOptions, InferredArchitecture, Shapes,
-    infer_architecture,
+    ArchitectureConfig, InferOptions, InferredArchitecture, Shapes, infer_architecture,
 };
 pub use load::{
     KeyLayout, KeyMapFn, LoadMode, LoadReport, ShapeMismatch, grads_with_layout, load_with_layouts,

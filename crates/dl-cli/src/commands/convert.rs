@@ -78,7 +78,7 @@ fn from_weights(args: &ConvertArgs, device: &Device) -> Result<DigitModel> {
     let inferred = weights
         .state
         .infer_architecture(&weights::infer_options(&args.infer))?;
-    let mut kind = weights::model_kind(inferred.architecture);
+    let mut kind = inferred.architecture;
     if let Some(expected) = args.model {
         // `cnn` and `image-cnn` are one network fed differently: either may be asked for.
         let same_network = matches!(

@@ -93,8 +93,8 @@ fn weights_file(args: &InfoArgs) -> Result<()> {
                     .map(|(k, v)| ((*k).to_string(), v.clone()))
                     .collect();
                 let value = serde_json::json!({
-                    "name": found.architecture.name(),
-                    "model": weights::model_kind(found.architecture).name(),
+                    "name": found.architecture.type_name(),
+                    "model": found.architecture.name(),
                     "layout": found.layout,
                     "summary": found.summary(),
                     "sizes": sizes,
@@ -131,7 +131,7 @@ fn weights_file(args: &InfoArgs) -> Result<()> {
             println!(
                 "  layout: {} keys; `dl` model: {}",
                 found.layout,
-                weights::model_kind(found.architecture).name()
+                found.architecture.name()
             );
             for assumed in &found.assumed {
                 println!("  assumed: {assumed}");

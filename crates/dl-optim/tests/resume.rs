@@ -1,6 +1,7 @@
 //! Resuming: N steps, save the optimizer state to bytes, load it into a freshly built
-//! optimizer, M more steps — must equal N + M uninterrupted steps bit for bit, for every
-//! optimizer and every state it keeps, on flex and ndarray.
+//! optimizer, M more steps — must equal N + M uninterrupted steps, for every optimizer and
+//! every state it keeps: bit for bit on flex and ndarray, to a few ulps on LibTorch (see
+//! [`tolerance`]).
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,7 +9,7 @@ mod common;
 
 use burn::optim::ModuleOptimizer;
 use burn::tensor::TensorData;
-use dl_core::{BackendKind, Tolerance, assert_close};
+use dl_core::{BackendKind, Tolerance, assert_close, compare};
 use dl_optim::{AdamConfig, AdamWConfig, RmsPropConfig, SgdConfig};
 
 use common::{Affine, OptimizerSpec, data, fixture};
@@ -71,6 +72,21 @@ fn train(
     model
 }
 
+/// How close a resumed run must come to the uninterrupted one on `kind`.
+///
+/// Flex and NdArray repeat a computation bit for bit. LibTorch's CPU matrix products (MKL, in
+/// the PyTorch wheel) may round differently from one call to the next with the same inputs,
+/// depending on how their buffers happen to be aligned (Intel documents this under "conditional
+/// numerical reproducibility"); CI once saw plain SGD, which keeps no state at all, end 1 ulp
+/// apart after nine steps. So on LibTorch the two runs must agree to rounding only — far tighter
+/// than the difference a lost optimizer state makes, which the same tolerance must reject.
+fn tolerance(kind: BackendKind) -> Tolerance {
+    match kind {
+        BackendKind::Tch | BackendKind::TchCuda => Tolerance::new(1e-5, 1e-8),
+        _ => Tolerance::EXACT,
+    }
+}
+
 fn params(model: &Affine) -> (TensorData, TensorData) {
     (model.weight.val().to_data(), model.bias.val().to_data())
 }
@@ -102,15 +118,20 @@ fn check_resume(kind: BackendKind) {
         let (ew, eb) = params(&expected);
         let (aw, ab) = params(&actual);
         let what = format!("{kind} {name}");
-        assert_close(&aw, &ew, Tolerance::EXACT, &format!("{what} weight"));
-        assert_close(&ab, &eb, Tolerance::EXACT, &format!("{what} bias"));
+        let tolerance = tolerance(kind);
+        assert_close(&aw, &ew, tolerance, &format!("{what} weight"));
+        assert_close(&ab, &eb, tolerance, &format!("{what} bias"));
 
         // A fresh optimizer without the saved state takes a different path whenever there is
         // state to lose, so the comparison above really exercises the restored state.
         if name != "sgd" {
             let mut fresh = spec.init();
             let (fw, _) = params(&train(halfway, &mut fresh, AFTER, &fixture));
-            assert_ne!(fw, ew, "{what}: losing the state should change the result");
+            let report = compare(&fw, &ew, tolerance);
+            assert!(
+                !report.passed(),
+                "{what}: losing the state should change the result beyond {tolerance:?}"
+            );
         }
     }
 }

@@ -49,9 +49,9 @@ def build(case):
         return models.chapter_mlp(784, [512, 256], 10, 0.2), torch.randn(b, 784), target
     if subject == "cnn":
         return models.ConvolutionalNeuralNetwork(), torch.randn(b, 1, 28, 28), target
-    if subject == "lstm_classifier":
+    if subject == "lstm":
         return models.LongShortTermMemory(28, 128, 2, 10, 0.2), torch.randn(b, t, 28), target
-    if subject == "transformer_classifier":
+    if subject == "transformer":
         model = models.Transformer(1000, 64, 8, 2, 256, 100, 10, 0.1)
         return model, torch.randint(0, 1000, (b, t)), target
     if subject == "lstm_layer":

@@ -11,11 +11,12 @@ use dl_layers::{
 };
 use dl_loss::CrossEntropyLossConfig;
 use dl_models::{
-    CnnConfig, LstmClassifierConfig, MlpConfig, TransformerClassifierConfig, TransformerInput,
+    CnnConfig, LstmClassifierConfig, MlpConfig, ModelKind, TransformerClassifierConfig,
+    TransformerInput,
 };
 use dl_optim::AdamConfig;
 
-use crate::plan::{Case, Step, Subject};
+use crate::plan::{Case, Layer, Step, Subject};
 
 /// One timed iteration. It returns a value read back from the device (the first output or
 /// the loss), which forces Burn's asynchronous backends to finish the work inside the timing.
@@ -37,66 +38,62 @@ pub fn prepare(case: &Case, backend: BackendKind) -> Result<Iteration> {
     };
     seed_device(&device, SEED);
     match case.subject {
-        Subject::Mlp | Subject::Cnn | Subject::LstmClassifier | Subject::TransformerClassifier => {
-            model_case(case, &device)
-        }
-        Subject::LstmLayer | Subject::Attention | Subject::ConvBlock | Subject::Dense => {
-            layer_case(case, &device)
-        }
+        Subject::Model(kind) => model_case(kind, case, &device),
+        Subject::Layer(layer) => layer_case(layer, case, &device),
     }
 }
 
 /// A whole model: inference, or one training step with cross-entropy and Adam.
-fn model_case(case: &Case, device: &Device) -> Result<Iteration> {
+fn model_case(kind: ModelKind, case: &Case, device: &Device) -> Result<Iteration> {
     let (b, t) = (case.batch, case.seq_len);
     let normal =
         |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), device);
     let target = classes(b, 10, device);
-    match case.subject {
-        Subject::Mlp => {
+    match kind {
+        ModelKind::Mlp => {
             let model = MlpConfig::new().init(device)?;
             let x = Tensor::<2>::random([b, 784], Distribution::Normal(0.0, 1.0), device);
             run_model(case.step, model, x, target, |m, x| m.forward(x))
         }
-        Subject::Cnn => {
+        ModelKind::Cnn => {
             let model = CnnConfig::new().init(device)?;
             let x = Tensor::<4>::random([b, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
             run_model(case.step, model, x, target, |m, x| m.forward(x))
         }
-        Subject::LstmClassifier => {
+        ModelKind::Lstm => {
             let model = mnist_rows_lstm().init(device)?;
             run_model(case.step, model, normal([b, t, 28]), target, |m, x| {
                 m.forward(x)
             })
         }
-        Subject::TransformerClassifier => {
+        ModelKind::Transformer => {
             let config = TransformerClassifierConfig::new();
             let model = config.init(device)?;
             let tokens = TransformerInput::Tokens(ints([b, t], config.vocab_size, device));
             run_model(case.step, model, tokens, target, |m, x| m.forward(x))
         }
-        layer => Err(dl_core::Error::invalid(
+        other => Err(dl_core::Error::invalid(
             "benchmark subject",
-            "a model",
-            format!("{layer:?}"),
+            "one of the benchmarked models mlp, cnn, lstm, transformer",
+            other.name(),
         )),
     }
 }
 
 /// One layer's forward pass (the layer rows are inference only).
-fn layer_case(case: &Case, device: &Device) -> Result<Iteration> {
+fn layer_case(layer: Layer, case: &Case, device: &Device) -> Result<Iteration> {
     let (b, t) = (case.batch, case.seq_len);
     let normal =
         |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), device);
-    Ok(match case.subject {
-        Subject::LstmLayer => {
+    Ok(match layer {
+        Layer::Lstm => {
             let lstm = LstmConfig::new(28, 128)
                 .with_batch_first(true)
                 .init(device)?;
             let x = normal([b, t, 28]);
             inference(move || lstm.forward(x.clone(), None).0)
         }
-        Subject::Attention => {
+        Layer::Attention => {
             let attention = MultiHeadAttentionConfig::new(64, 8).init(device)?;
             let x = normal([b, t, 64]);
             inference(move || {
@@ -105,7 +102,7 @@ fn layer_case(case: &Case, device: &Device) -> Result<Iteration> {
                     .0
             })
         }
-        Subject::ConvBlock => {
+        Layer::ConvBlock => {
             let block = ConvBlockConfig::new(1, 32, [3, 3])
                 .with_padding([1, 1])
                 .with_pool_kernel(Some([2, 2]))
@@ -113,17 +110,10 @@ fn layer_case(case: &Case, device: &Device) -> Result<Iteration> {
             let x = Tensor::<4>::random([b, 1, 28, 28], Distribution::Normal(0.0, 1.0), device);
             inference(move || block.forward(x.clone()))
         }
-        Subject::Dense => {
+        Layer::Dense => {
             let dense = DenseConfig::new(784, 512).init(device)?;
             let x = Tensor::<2>::random([b, 784], Distribution::Normal(0.0, 1.0), device);
             inference(move || dense.forward(x.clone()))
-        }
-        model => {
-            return Err(dl_core::Error::invalid(
-                "benchmark subject",
-                "a layer",
-                format!("{model:?}"),
-            ));
         }
     })
 }

@@ -19,5 +19,5 @@ pub mod report;
 pub mod schema;
 
 pub use cases::{Iteration, measure, prepare};
-pub use plan::{Case, Mode, Plan, Step, Subject};
+pub use plan::{Case, Layer, Mode, Plan, Step, Subject};
 pub use schema::{Machine, Record, RunResults, SideResults};

@@ -3,23 +3,17 @@
 //! The Rust runner writes the plan to a JSON file and `benches/pytorch/bench.py` reads it, so
 //! both sides time exactly the same cases, shapes, warm-up and repetitions.
 
+use std::fmt;
+use std::str::FromStr;
+
+use dl_models::ModelKind;
 use serde::{Deserialize, Serialize};
 
-/// What a case runs: one of the chapter's models or one layer of dl-layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Subject {
-    /// `Mlp` 784-512-256-10 on `[batch, 784]`.
-    Mlp,
-    /// `Cnn` (conv 32/64/128) on `[batch, 1, 28, 28]`.
-    Cnn,
-    /// `LstmClassifier` on MNIST rows: input 28, hidden 128, 2 layers, 10 classes, `seq_len` steps.
-    LstmClassifier,
-    /// `TransformerClassifier` (vocab 1000, d_model 64, 8 heads, 2 blocks, d_ff 256) on token
-    /// ids `[batch, seq_len]`.
-    TransformerClassifier,
+/// One layer of dl-layers benchmarked on its own (forward pass only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layer {
     /// One `Lstm` layer, input 28, hidden 128, over `seq_len` steps.
-    LstmLayer,
+    Lstm,
     /// `MultiHeadAttention` self-attention, embed 64, 8 heads, on `[batch, seq_len, 64]`.
     Attention,
     /// `ConvBlock` 1→32, 3x3, padding 1, ReLU, 2x2 max-pool on `[batch, 1, 28, 28]`.
@@ -28,27 +22,112 @@ pub enum Subject {
     Dense,
 }
 
+impl Layer {
+    /// Every benchmarked layer, in the order the plan runs them.
+    pub const ALL: [Layer; 4] = [
+        Layer::Lstm,
+        Layer::Attention,
+        Layer::ConvBlock,
+        Layer::Dense,
+    ];
+
+    /// The name in benchmark ids (`lstm_layer`, so that it differs from the `lstm` model).
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Lstm => "lstm_layer",
+            Layer::Attention => "attention",
+            Layer::ConvBlock => "conv_block",
+            Layer::Dense => "dense",
+        }
+    }
+}
+
+/// What a case runs: a whole network of dl-models (named as [`ModelKind`] names it, in the
+/// benchmark size of `cases.rs`) or one layer. In JSON and benchmark ids it is one string:
+/// the model's [`ModelKind::case_name`] or the layer's [`Layer::name`].
+///
+/// ```
+/// use dl_bench::{Layer, Subject};
+/// use dl_models::ModelKind;
+///
+/// assert_eq!("transformer".parse(), Ok(Subject::Model(ModelKind::Transformer)));
+/// assert_eq!(Subject::Layer(Layer::Lstm).name(), "lstm_layer");
+/// assert!("scratch".parse::<Subject>().unwrap_err().contains("mlp, cnn, lstm, transformer"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Subject {
+    /// A whole network: inference and a training step.
+    Model(ModelKind),
+    /// One layer: inference.
+    Layer(Layer),
+}
+
 impl Subject {
+    /// The networks the benchmarks time: the chapter's four (`Mlp` 784-512-256-10, `Cnn`,
+    /// `LstmClassifier` on MNIST rows, `TransformerClassifier` on token ids).
+    pub const MODELS: [ModelKind; 4] = [
+        ModelKind::Mlp,
+        ModelKind::Cnn,
+        ModelKind::Lstm,
+        ModelKind::Transformer,
+    ];
+
+    /// Every subject, models first, in the order the plan runs them.
+    pub fn all() -> impl Iterator<Item = Subject> {
+        Self::MODELS
+            .into_iter()
+            .map(Subject::Model)
+            .chain(Layer::ALL.into_iter().map(Subject::Layer))
+    }
+
     /// The name used in benchmark ids, JSON and the PyTorch script.
     pub fn name(self) -> &'static str {
         match self {
-            Subject::Mlp => "mlp",
-            Subject::Cnn => "cnn",
-            Subject::LstmClassifier => "lstm_classifier",
-            Subject::TransformerClassifier => "transformer_classifier",
-            Subject::LstmLayer => "lstm_layer",
-            Subject::Attention => "attention",
-            Subject::ConvBlock => "conv_block",
-            Subject::Dense => "dense",
+            Subject::Model(kind) => kind.case_name(),
+            Subject::Layer(layer) => layer.name(),
         }
     }
 
     /// True for whole models (whose training step is benchmarked), false for single layers.
     pub fn is_model(self) -> bool {
-        matches!(
-            self,
-            Subject::Mlp | Subject::Cnn | Subject::LstmClassifier | Subject::TransformerClassifier
-        )
+        matches!(self, Subject::Model(_))
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Subject {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Subject::all()
+            .find(|subject| subject.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Subject::all().map(Subject::name).collect();
+                format!(
+                    "unknown benchmark subject `{s}`, expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl TryFrom<String> for Subject {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Subject> for String {
+    fn from(subject: Subject) -> String {
+        subject.name().to_string()
     }
 }
 
@@ -153,28 +232,20 @@ impl Plan {
             Mode::Quick => 8,
         };
         let seq_of = |s: Subject| match s {
-            Subject::TransformerClassifier | Subject::Attention => tokens,
-            Subject::LstmClassifier | Subject::LstmLayer => seq,
+            Subject::Model(ModelKind::Transformer) | Subject::Layer(Layer::Attention) => tokens,
+            Subject::Model(ModelKind::Lstm) | Subject::Layer(Layer::Lstm) => seq,
             _ => 0,
         };
         let mut cases = Vec::new();
-        for subject in [
-            Subject::Mlp,
-            Subject::Cnn,
-            Subject::LstmClassifier,
-            Subject::TransformerClassifier,
-        ] {
-            cases.push(Case::new(subject, Step::Inference, 1, seq_of(subject)));
-            cases.push(Case::new(subject, Step::Inference, big, seq_of(subject)));
-            cases.push(Case::new(subject, Step::Training, big, seq_of(subject)));
-        }
-        for subject in [
-            Subject::LstmLayer,
-            Subject::Attention,
-            Subject::ConvBlock,
-            Subject::Dense,
-        ] {
-            cases.push(Case::new(subject, Step::Inference, big, seq_of(subject)));
+        for subject in Subject::all() {
+            let t = seq_of(subject);
+            if subject.is_model() {
+                cases.push(Case::new(subject, Step::Inference, 1, t));
+                cases.push(Case::new(subject, Step::Inference, big, t));
+                cases.push(Case::new(subject, Step::Training, big, t));
+            } else {
+                cases.push(Case::new(subject, Step::Inference, big, t));
+            }
         }
         Self {
             mode,
@@ -208,8 +279,8 @@ mod tests {
         for id in [
             "mlp/infer/b1",
             "cnn/infer/b64",
-            "lstm_classifier/train/b64",
-            "transformer_classifier/train/b64",
+            "lstm/train/b64",
+            "transformer/train/b64",
             "lstm_layer/infer/b64",
             "attention/infer/b64",
             "conv_block/infer/b64",
@@ -225,9 +296,23 @@ mod tests {
     fn plan_round_trips_through_json_with_snake_case_names() {
         let plan = Plan::new(Mode::Quick, 1);
         let json = serde_json::to_string(&plan).unwrap();
-        assert!(json.contains(r#""subject":"lstm_classifier""#), "{json}");
+        assert!(json.contains(r#""subject":"lstm""#), "{json}");
+        assert!(json.contains(r#""subject":"lstm_layer""#), "{json}");
         assert!(json.contains(r#""mode":"quick""#), "{json}");
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn every_subject_parses_from_its_name_and_nothing_else_does() {
+        for subject in Subject::all() {
+            assert_eq!(subject.name().parse::<Subject>(), Ok(subject));
+        }
+        assert_eq!(Subject::all().count(), 8);
+        let err = serde_json::from_str::<Subject>(r#""lstm_classifier""#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown benchmark subject"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Ratios to PyTorch, the issue's targets, and the Markdown table of docs/performance.md.
 
+use dl_models::ModelKind;
+
+use crate::plan::Subject;
 use crate::schema::{PYTORCH, RunResults};
 
 /// The Rust backends that run on the CPU, among which the targets take the best.
@@ -30,14 +33,13 @@ pub fn target(id: &str) -> Option<f64> {
     }
     let mut parts = id.split('/');
     let (subject, step, batch) = (parts.next()?, parts.next()?, parts.next()?);
-    let model = matches!(
-        subject,
-        "mlp" | "cnn" | "lstm_classifier" | "transformer_classifier"
-    );
-    match (model, step, batch) {
-        (true, "train", _) if subject == "cnn" => Some(1.5),
-        (true, "train", _) => Some(1.0),
-        (true, "infer", "b1") => Some(1.0),
+    let Subject::Model(kind) = subject.parse::<Subject>().ok()? else {
+        return None;
+    };
+    match (step, batch) {
+        ("train", _) if kind == ModelKind::Cnn => Some(1.5),
+        ("train", _) => Some(1.0),
+        ("infer", "b1") => Some(1.0),
         _ => None,
     }
 }
@@ -187,7 +189,7 @@ pub(crate) mod tests {
     fn targets_follow_the_issue() {
         assert_eq!(target("mlp/train/b64"), Some(1.0));
         assert_eq!(target("cnn/train/b64"), Some(1.5));
-        assert_eq!(target("transformer_classifier/infer/b1"), Some(1.0));
+        assert_eq!(target("transformer/infer/b1"), Some(1.0));
         assert_eq!(target("cnn/infer/b64"), None);
         assert_eq!(target("lstm_layer/infer/b64"), None);
         assert_eq!(target("epoch/lstm/b64"), Some(1.0));

@@ -23,8 +23,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use dl_io::{CheckpointMeta, LoadMode, OnnxExportOptions, StateDict};
 use dl_models::{
     Cnn, CnnConfig, LstmClassifier, LstmClassifierConfig, LstmForecaster, LstmForecasterConfig,
-    Mlp, MlpConfig, ScratchMlp, ScratchMlpConfig, ScratchOutput, TransformerClassifier,
-    TransformerClassifierConfig, TransformerInput,
+    Mlp, MlpConfig, ModelConfig, ScratchMlp, ScratchMlpConfig, ScratchOutput,
+    TransformerClassifier, TransformerClassifierConfig, TransformerInput,
 };
 use dl_optim::GradClip;
 
@@ -131,71 +131,22 @@ pub fn default_config(kind: ModelKind) -> serde_json::Value {
     value.unwrap_or(serde_json::Value::Null)
 }
 
-/// A model's configuration, parsed from JSON into its dl-models type.
-#[derive(Debug, Clone)]
-pub enum ModelConfig {
-    /// `mlp`.
-    Mlp(MlpConfig),
-    /// `cnn` and `image-cnn`.
-    Cnn(CnnConfig),
-    /// `lstm`.
-    Lstm(LstmClassifierConfig),
-    /// `transformer`.
-    Transformer(TransformerClassifierConfig),
-    /// `scratch`.
-    Scratch(ScratchMlpConfig),
-    /// `forecast`.
-    Forecast(LstmForecasterConfig),
-}
-
-impl ModelConfig {
-    /// Parse `config` as the configuration of `kind`; the error names the model.
-    pub fn parse(kind: ModelKind, config: &serde_json::Value) -> Result<Self> {
-        fn parse<T: serde::de::DeserializeOwned>(
-            kind: ModelKind,
-            config: &serde_json::Value,
-        ) -> Result<T> {
-            serde_json::from_value(config.clone())
-                .with_context(|| format!("the `{}` model configuration is not valid", kind.name()))
-        }
-        Ok(match kind {
-            ModelKind::Mlp => Self::Mlp(parse(kind, config)?),
-            ModelKind::Cnn | ModelKind::ImageCnn => Self::Cnn(parse(kind, config)?),
-            ModelKind::Lstm => Self::Lstm(parse(kind, config)?),
-            ModelKind::Transformer => Self::Transformer(parse(kind, config)?),
-            ModelKind::Scratch => Self::Scratch(parse(kind, config)?),
-            ModelKind::Forecast => Self::Forecast(parse(kind, config)?),
-        })
-    }
-
-    /// Parameters the configuration describes, counted without allocating.
-    pub fn num_params(&self) -> Result<usize> {
-        Ok(match self {
-            Self::Mlp(c) => c.num_params()?,
-            Self::Cnn(c) => c.num_params()?,
-            Self::Lstm(c) => c.num_params()?,
-            Self::Transformer(c) => c.num_params()?,
-            Self::Scratch(c) => c.num_params()?,
-            Self::Forecast(c) => c.num_params()?,
-        })
-    }
-
-    fn init(&self, device: &Device) -> Result<Net> {
-        Ok(match self {
-            Self::Mlp(c) => Net::Mlp(c.init(device)?),
-            Self::Cnn(c) => Net::Cnn(c.init(device)?),
-            Self::Lstm(c) => Net::Lstm(c.init(device)?),
-            Self::Transformer(c) => Net::Transformer(c.init(device)?),
-            Self::Scratch(c) => Net::Scratch(c.init(device)?),
-            Self::Forecast(c) => Net::Forecast(c.init(device)?),
-        })
-    }
+/// Build the network `config` describes on `device` (seed the device first).
+fn init_net(config: &ModelConfig, device: &Device) -> Result<Net> {
+    Ok(match config {
+        ModelConfig::Mlp(c) => Net::Mlp(c.init(device)?),
+        ModelConfig::Cnn(c) => Net::Cnn(c.init(device)?),
+        ModelConfig::Lstm(c) => Net::Lstm(c.init(device)?),
+        ModelConfig::Transformer(c) => Net::Transformer(c.init(device)?),
+        ModelConfig::Scratch(c) => Net::Scratch(c.init(device)?),
+        ModelConfig::Forecast(c) => Net::Forecast(c.init(device)?),
+    })
 }
 
 impl DigitModel {
     /// Build `kind` from its configuration on `device` (seed the device first).
     pub fn build(kind: ModelKind, config: serde_json::Value, device: &Device) -> Result<Self> {
-        let net = ModelConfig::parse(kind, &config)?.init(device)?;
+        let net = init_net(&ModelConfig::from_json(kind, &config)?, device)?;
         Ok(Self { kind, config, net })
     }
 
@@ -339,7 +290,8 @@ impl DigitModel {
             .with_context(|| format!("checkpoint {}", path.display()))?;
         // Checked before anything is allocated: the configuration fits the digits and
         // describes no more parameters than the file's weights hold.
-        let config = ModelConfig::parse(kind, &meta.model_config)
+        let config = ModelConfig::from_json(kind, &meta.model_config)
+            .map_err(anyhow::Error::from)
             .and_then(|config| {
                 crate::model_checks::check_checkpoint(path, kind, &config)?;
                 Ok(config)
@@ -348,8 +300,7 @@ impl DigitModel {
         let fresh = Self {
             kind,
             config: meta.model_config.clone(),
-            net: config
-                .init(device)
+            net: init_net(&config, device)
                 .with_context(|| format!("checkpoint {}", path.display()))?,
         };
         let context = || format!("cannot load checkpoint {}", path.display());

@@ -10,8 +10,10 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use safetensors::SafeTensors;
 
+use dl_models::ModelConfig;
+
 use crate::config::ModelKind;
-use crate::model::{CLASSES, IMAGE_CNN_SIDE, ModelConfig, PATCH, SIDE};
+use crate::model::{CLASSES, IMAGE_CNN_SIDE, PATCH, SIDE};
 
 /// Check `config` (the configuration in checkpoint `path`, of model `kind`) against the
 /// digits and against the file's weights. The errors name the setting, its value and what was

@@ -12,12 +12,14 @@
 //!
 //! Each has a serde configuration with the chapter's values as defaults and
 //! `init(&device)`; every model runs on any Burn device. [`ModelKind`] lists them by the names
-//! the `dl` program, checkpoints and the parity fixtures use.
+//! the `dl` program, checkpoints, the parity fixtures and the benchmarks use, and
+//! [`ModelConfig`] reads the configuration of one chosen by name.
 
 mod cnn;
 mod lstm_classifier;
 mod lstm_forecaster;
 mod mlp;
+mod model_config;
 mod registry;
 mod scratch;
 mod transformer_classifier;
@@ -26,6 +28,7 @@ pub use cnn::{Cnn, CnnConfig, ImageCnn};
 pub use lstm_classifier::{LstmClassifier, LstmClassifierConfig};
 pub use lstm_forecaster::{LstmForecaster, LstmForecasterConfig};
 pub use mlp::{Mlp, MlpConfig};
+pub use model_config::{InvalidModelConfig, ModelConfig};
 pub use registry::{ModelKind, UnknownModel};
 pub use scratch::{
     ScratchActivation, ScratchGradients, ScratchMlp, ScratchMlpConfig, ScratchOutput,

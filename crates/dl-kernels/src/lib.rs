@@ -11,6 +11,7 @@
 //! | 2-D convolution with a one-product weight gradient | `conv2d.rs` | Flex | forward unchanged (Flex's); gradients PyTorch's, summed in another order |
 //! | softmax over the last axis with a one-pass backward | `softmax.rs` | Flex | forward Flex's; backward PyTorch's formula |
 //! | layer normalisation over the last axis with a one-pass backward | `layer_norm.rs` | Flex | PyTorch's definition; two-pass mean and variance in f32 |
+//! | ReLU + 2x2 stride-2 max-pool in one pass, one byte per output for the backward | `relu_max_pool.rs` | Flex | exact, PyTorch's tie and NaN rules |
 //! | inverted dropout with a hashed mask, recomputed in the backward pass | `dropout.rs` | Flex | PyTorch's definition; another random stream |
 //! | vectorisable `exp`, `sigmoid`, `tanh` | `simd_math.rs` | every CPU | Cephes, within 2–3 ulp |
 //!
@@ -31,6 +32,8 @@ mod layer_norm;
 mod lstm;
 #[cfg(feature = "flex")]
 mod lstm_host;
+#[cfg(feature = "flex")]
+mod relu_max_pool;
 pub mod simd_math;
 #[cfg(feature = "flex")]
 mod softmax;
@@ -45,6 +48,8 @@ pub use host::HostTensors;
 pub use layer_norm::{LayerNormOps, has_layer_norm, layer_norm_last};
 #[cfg(feature = "flex")]
 pub use lstm::{LstmOps, has_fused_lstm, lstm_recurrence, lstm_recurrence_batch_first};
+#[cfg(feature = "flex")]
+pub use relu_max_pool::{ReluMaxPoolOps, has_relu_max_pool, relu_max_pool2x2};
 #[cfg(feature = "flex")]
 pub use softmax::{SoftmaxOps, has_softmax, softmax_last};
 
@@ -112,6 +117,12 @@ pub fn layer_norm_last<const D: usize>(
     _beta: &burn::tensor::Tensor<1>,
     _epsilon: f64,
 ) -> Option<burn::tensor::Tensor<D>> {
+    None
+}
+
+/// Without the `flex` feature no backend has the ReLU + max-pool kernel: always `None`.
+#[cfg(not(feature = "flex"))]
+pub fn relu_max_pool2x2(_x: &burn::tensor::Tensor<4>) -> Option<burn::tensor::Tensor<4>> {
     None
 }
 

@@ -224,11 +224,12 @@ impl ConvBlock {
         if let Some(bn) = &self.bn {
             y = bn.try_forward(y)?;
         }
-        y = self.activation.forward(y);
-        if let Some(pool) = &self.pool {
-            y = pool.forward(y);
-        }
-        Ok(y)
+        Ok(match (&self.pool, self.activation) {
+            // One pass on Flex (dl-kernels), the two operations elsewhere.
+            (Some(pool), Activation::Relu) => crate::relu_max_pool2d(pool, y),
+            (Some(pool), activation) => pool.forward(activation.forward(y)),
+            (None, activation) => activation.forward(y),
+        })
     }
 }
 

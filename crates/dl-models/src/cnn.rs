@@ -9,7 +9,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Error, Result, validate};
-use dl_layers::{conv2d_forward, dropout_forward};
+use dl_layers::{conv2d_forward, dropout_forward, relu_max_pool2d};
 
 use crate::mlp::ParamCount;
 
@@ -188,10 +188,11 @@ impl Cnn {
     }
 
     fn run(&self, images: Tensor<4>) -> Tensor<2> {
-        // `conv2d_forward`: Burn's `Conv2d`, with dl-kernels' weight gradient on Flex.
-        let x = self.pool.forward(relu(conv2d_forward(&self.conv1, images)));
-        let x = self.pool.forward(relu(conv2d_forward(&self.conv2, x)));
-        let x = self.pool.forward(relu(conv2d_forward(&self.conv3, x)));
+        // `conv2d_forward`: Burn's `Conv2d`, with dl-kernels' weight gradient on Flex;
+        // `relu_max_pool2d`: `pool(relu(x))`, one pass on Flex.
+        let x = relu_max_pool2d(&self.pool, conv2d_forward(&self.conv1, images));
+        let x = relu_max_pool2d(&self.pool, conv2d_forward(&self.conv2, x));
+        let x = relu_max_pool2d(&self.pool, conv2d_forward(&self.conv3, x));
         let x: Tensor<2> = x.flatten(1, 3);
         let x = dropout_forward(&self.dropout, relu(self.fc1.forward(x)));
         self.fc2.forward(x)

@@ -1,4 +1,4 @@
-//! The seven trainable networks behind one type: building them from a configuration, turning a
+//! A trainable network (dl-models' [`Network`]) with its name and configuration: turning a
 //! batch of normalised digits into each one's input, stepping, saving and loading.
 //!
 //! Inputs (each from the same normalised 28x28 digit):
@@ -17,76 +17,16 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dl_io::{CheckpointMeta, LoadMode, OnnxExportOptions, StateDict};
 use dl_models::{
-    Cnn, CnnConfig, LstmClassifier, LstmClassifierConfig, LstmForecaster, LstmForecasterConfig,
-    Mlp, MlpConfig, ModelConfig, ScratchMlp, ScratchMlpConfig, ScratchOutput,
-    TransformerClassifier, TransformerClassifierConfig, TransformerInput,
+    DIGIT_CLASSES, DIGIT_SIDE, IMAGE_CNN_SIDE, ModelConfig, Network, PATCH_SIDE, ScratchMlp,
+    TransformerInput, map_network, with_network,
 };
 use dl_optim::GradClip;
 
 use crate::config::ModelKind;
-
-/// Side of a digit.
-pub const SIDE: usize = 28;
-/// Side of the image-cnn input.
-pub const IMAGE_CNN_SIDE: usize = 64;
-/// Side of a transformer patch.
-pub const PATCH: usize = 7;
-/// Digit classes.
-pub const CLASSES: usize = 10;
-/// Hidden size of `dl train forecast`'s LSTM.
-pub const FORECAST_HIDDEN: usize = 32;
-
-/// The network itself. Boxing the larger variants would buy nothing: one model lives per
-/// process.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum Net {
-    /// `mlp`.
-    Mlp(Mlp),
-    /// `cnn` and `image-cnn`.
-    Cnn(Cnn),
-    /// `lstm`.
-    Lstm(LstmClassifier),
-    /// `transformer`.
-    Transformer(TransformerClassifier),
-    /// `scratch`.
-    Scratch(ScratchMlp),
-    /// `forecast`.
-    Forecast(LstmForecaster),
-}
-
-/// Runs `$body` with `$m` bound to the network, whatever its type.
-macro_rules! with_net {
-    ($net:expr, $m:ident => $body:expr) => {
-        match $net {
-            Net::Mlp($m) => $body,
-            Net::Cnn($m) => $body,
-            Net::Lstm($m) => $body,
-            Net::Transformer($m) => $body,
-            Net::Scratch($m) => $body,
-            Net::Forecast($m) => $body,
-        }
-    };
-}
-
-/// Runs `$body` (a network of the same type) and wraps it back in its variant.
-macro_rules! map_net {
-    ($net:expr, $m:ident => $body:expr) => {
-        match $net {
-            Net::Mlp($m) => Net::Mlp($body),
-            Net::Cnn($m) => Net::Cnn($body),
-            Net::Lstm($m) => Net::Lstm($body),
-            Net::Transformer($m) => Net::Transformer($body),
-            Net::Scratch($m) => Net::Scratch($body),
-            Net::Forecast($m) => Net::Forecast($body),
-        }
-    };
-}
 
 /// A network with the name of the model it is and its configuration.
 #[derive(Debug, Clone)]
@@ -96,63 +36,19 @@ pub struct DigitModel {
     /// Its configuration (the dl-models `XConfig` as JSON), as checkpoints record it.
     pub config: serde_json::Value,
     /// The network.
-    pub net: Net,
-}
-
-/// The configuration `dl train` uses for `kind`, as JSON.
-pub fn default_config(kind: ModelKind) -> serde_json::Value {
-    let value = match kind {
-        ModelKind::Mlp => serde_json::to_value(MlpConfig::new()),
-        ModelKind::Cnn => serde_json::to_value(CnnConfig::new()),
-        ModelKind::ImageCnn => serde_json::to_value(CnnConfig::image_cnn()),
-        ModelKind::Lstm => serde_json::to_value(
-            LstmClassifierConfig::new()
-                .with_input_size(SIDE)
-                .with_num_classes(10),
-        ),
-        ModelKind::Transformer => serde_json::to_value(
-            TransformerClassifierConfig::new()
-                .with_patch_size(Some(PATCH * PATCH))
-                .with_max_seq_length((SIDE / PATCH) * (SIDE / PATCH)),
-        ),
-        // Softmax + categorical cross-entropy for ten classes; He initialisation
-        // (`init_scale` 0) because the chapter's 0.01 makes a 3-layer ReLU net start very slowly.
-        ModelKind::Scratch => serde_json::to_value(
-            ScratchMlpConfig::new(vec![SIDE * SIDE, 128, 10])
-                .with_output(ScratchOutput::Softmax)
-                .with_init_scale(0.0),
-        ),
-        // One CO2 value per week in, next week's value out; the size was chosen on the
-        // validation weeks (docs/cli.md).
-        ModelKind::Forecast => {
-            serde_json::to_value(LstmForecasterConfig::new().with_hidden_size(FORECAST_HIDDEN))
-        }
-    };
-    value.unwrap_or(serde_json::Value::Null)
-}
-
-/// Build the network `config` describes on `device` (seed the device first).
-fn init_net(config: &ModelConfig, device: &Device) -> Result<Net> {
-    Ok(match config {
-        ModelConfig::Mlp(c) => Net::Mlp(c.init(device)?),
-        ModelConfig::Cnn(c) => Net::Cnn(c.init(device)?),
-        ModelConfig::Lstm(c) => Net::Lstm(c.init(device)?),
-        ModelConfig::Transformer(c) => Net::Transformer(c.init(device)?),
-        ModelConfig::Scratch(c) => Net::Scratch(c.init(device)?),
-        ModelConfig::Forecast(c) => Net::Forecast(c.init(device)?),
-    })
+    pub net: Network,
 }
 
 impl DigitModel {
     /// Build `kind` from its configuration on `device` (seed the device first).
     pub fn build(kind: ModelKind, config: serde_json::Value, device: &Device) -> Result<Self> {
-        let net = init_net(&ModelConfig::from_json(kind, &config)?, device)?;
+        let net = ModelConfig::from_json(kind, &config)?.init(device)?;
         Ok(Self { kind, config, net })
     }
 
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
-        with_net!(&self.net, m => m.num_params())
+        self.net.num_params()
     }
 
     /// The same network for inference (dropout off, no autodiff).
@@ -160,7 +56,7 @@ impl DigitModel {
         Self {
             kind: self.kind,
             config: self.config.clone(),
-            net: map_net!(&self.net, m => m.valid()),
+            net: self.net.valid(),
         }
     }
 
@@ -168,21 +64,21 @@ impl DigitModel {
     pub fn logits(&self, images: &[f32], n: usize, device: &Device) -> Result<Tensor<2>> {
         let flat = || tensor2(images, n, device);
         let logits = match &self.net {
-            Net::Mlp(m) => m.try_forward(flat())?,
-            Net::Scratch(m) => m.try_logits(flat())?,
-            Net::Cnn(m) if self.kind == ModelKind::ImageCnn => {
+            Network::Mlp(m) => m.try_forward(flat())?,
+            Network::Scratch(m) => m.try_logits(flat())?,
+            Network::Cnn(m) if self.kind == ModelKind::ImageCnn => {
                 m.try_forward(image_cnn_input(images, n, device))?
             }
-            Net::Cnn(m) => m.try_forward(flat().reshape([n, 1, SIDE, SIDE]))?,
-            Net::Lstm(m) => m.try_forward(flat().reshape([n, SIDE, SIDE]))?,
-            Net::Transformer(m) => m.try_forward(TransformerInput::Patches(patches(flat())))?,
-            Net::Forecast(_) => bail!(
+            Network::Cnn(m) => m.try_forward(flat().reshape([n, 1, DIGIT_SIDE, DIGIT_SIDE]))?,
+            Network::Lstm(m) => m.try_forward(flat().reshape([n, DIGIT_SIDE, DIGIT_SIDE]))?,
+            Network::Transformer(m) => m.try_forward(TransformerInput::Patches(patches(flat())))?,
+            Network::Forecast(_) => bail!(
                 "the `forecast` model predicts CO2 values, not digit classes: expected a digit model"
             ),
         };
-        if logits.dims() != [n, CLASSES] {
+        if logits.dims() != [n, DIGIT_CLASSES] {
             bail!(
-                "the `{}` model gives logits of shape {:?}, expected [{n}, {CLASSES}] (one per digit class)",
+                "the `{}` model gives logits of shape {:?}, expected [{n}, {DIGIT_CLASSES}] (one per digit class)",
                 self.kind.name(),
                 logits.dims()
             );
@@ -200,7 +96,7 @@ impl DigitModel {
         window: usize,
         device: &Device,
     ) -> Result<Tensor<2>> {
-        let Net::Forecast(m) = &self.net else {
+        let Network::Forecast(m) = &self.net else {
             bail!(
                 "the `{}` model classifies digits: expected a `forecast` checkpoint",
                 self.kind.name()
@@ -231,9 +127,9 @@ impl DigitModel {
         device: &Device,
     ) -> Result<(Tensor<2>, Vec<Tensor<4>>)> {
         match &self.net {
-            Net::Transformer(m) => Ok(m.try_forward_with_attention(TransformerInput::Patches(
-                patches(tensor2(images, n, device)),
-            ))?),
+            Network::Transformer(m) => Ok(m.try_forward_with_attention(
+                TransformerInput::Patches(patches(tensor2(images, n, device))),
+            )?),
             _ => bail!(
                 "attention maps need a transformer checkpoint, this one holds `{}`",
                 self.kind.name()
@@ -252,8 +148,8 @@ impl DigitModel {
     ) -> Result<Self> {
         let grads = loss.backward();
         let net = match self.net {
-            Net::Scratch(_) => bail!("the scratch network trains with its own backward pass"),
-            net => map_net!(net, m => {
+            Network::Scratch(_) => bail!("the scratch network trains with its own backward pass"),
+            net => map_network!(net, m => {
                 let mut params = GradientsParams::from_grads(grads, &m);
                 if let Some(clip) = clip {
                     params = clip.apply(&m, params)?.0;
@@ -271,7 +167,7 @@ impl DigitModel {
         optimizer: Option<&ModuleOptimizer>,
         meta: &CheckpointMeta,
     ) -> Result<()> {
-        with_net!(&self.net, m => dl_io::save_checkpoint(path, m, optimizer, meta))
+        with_network!(&self.net, m => dl_io::save_checkpoint(path, m, optimizer, meta))
             .with_context(|| format!("writing checkpoint {}", path.display()))
     }
 
@@ -300,12 +196,13 @@ impl DigitModel {
         let fresh = Self {
             kind,
             config: meta.model_config.clone(),
-            net: init_net(&config, device)
+            net: config
+                .init(device)
                 .with_context(|| format!("checkpoint {}", path.display()))?,
         };
         let context = || format!("cannot load checkpoint {}", path.display());
         let optimizer_out;
-        let net = map_net!(fresh.net, m => {
+        let net = map_network!(fresh.net, m => {
             let loaded = dl_io::load_checkpoint(path, m, optimizer).with_context(context)?;
             optimizer_out = loaded.optimizer;
             loaded.model
@@ -325,32 +222,32 @@ impl DigitModel {
     /// into this network, strictly.
     pub fn load_state_dict(self, state: &StateDict) -> Result<Self> {
         let context = || format!("cannot load weights from {}", state.source());
-        let net = map_net!(self.net, m => dl_io::load_pytorch_state_dict(m, state, LoadMode::Strict).with_context(context)?.0);
+        let net = map_network!(self.net, m => dl_io::load_pytorch_state_dict(m, state, LoadMode::Strict).with_context(context)?.0);
         Ok(Self { net, ..self })
     }
 
     /// Export as a PyTorch state dict in safetensors.
     pub fn export_safetensors(&self, path: &Path) -> Result<()> {
-        with_net!(&self.net, m => dl_io::to_pytorch_state_dict(m).write_safetensors(path))
+        with_network!(&self.net, m => dl_io::to_pytorch_state_dict(m).write_safetensors(path))
             .with_context(|| format!("writing {}", path.display()))
     }
 
     /// Export as a PyTorch checkpoint (`torch.save` zip format), PyTorch names and layout.
     pub fn export_pytorch(&self, path: &Path) -> Result<()> {
-        with_net!(&self.net, m => dl_io::to_pytorch_state_dict(m).write_pytorch(path))
+        with_network!(&self.net, m => dl_io::to_pytorch_state_dict(m).write_pytorch(path))
             .with_context(|| format!("writing {}", path.display()))
     }
 
     /// Export as ONNX.
     pub fn export_onnx(&self, path: &Path) -> Result<()> {
-        with_net!(&self.net, m => dl_io::export_onnx(m, path, &OnnxExportOptions::new()))
+        with_network!(&self.net, m => dl_io::export_onnx(m, path, &OnnxExportOptions::new()))
             .with_context(|| format!("writing {}", path.display()))
     }
 
     /// The scratch network, for its own training loop.
     pub fn as_scratch_mut(&mut self) -> Option<&mut ScratchMlp> {
         match &mut self.net {
-            Net::Scratch(m) => Some(m),
+            Network::Scratch(m) => Some(m),
             _ => None,
         }
     }
@@ -358,7 +255,10 @@ impl DigitModel {
 
 /// `[n, 784]` from row-major values.
 pub(crate) fn tensor2(images: &[f32], n: usize, device: &Device) -> Tensor<2> {
-    Tensor::<2>::from_data(TensorData::new(images.to_vec(), [n, SIDE * SIDE]), device)
+    Tensor::<2>::from_data(
+        TensorData::new(images.to_vec(), [n, DIGIT_SIDE * DIGIT_SIDE]),
+        device,
+    )
 }
 
 /// Labels as an integer tensor.
@@ -369,21 +269,21 @@ pub fn label_tensor(labels: &[i64], device: &Device) -> Tensor<1, Int> {
 /// `[n, 784]` digits to `[n, 16, 49]`: 7x7 patches in row-major order.
 fn patches(flat: Tensor<2>) -> Tensor<3> {
     let n = flat.dims()[0];
-    let per_side = SIDE / PATCH;
-    flat.reshape([n, per_side, PATCH, per_side, PATCH])
+    let per_side = DIGIT_SIDE / PATCH_SIDE;
+    flat.reshape([n, per_side, PATCH_SIDE, per_side, PATCH_SIDE])
         .swap_dims(2, 3)
-        .reshape([n, per_side * per_side, PATCH * PATCH])
+        .reshape([n, per_side * per_side, PATCH_SIDE * PATCH_SIDE])
 }
 
 /// `[n, 3, 64, 64]`: each digit upscaled by nearest neighbour and repeated in three channels.
 fn image_cnn_input(images: &[f32], n: usize, device: &Device) -> Tensor<4> {
     let side = IMAGE_CNN_SIDE;
     let mut out = Vec::with_capacity(n * 3 * side * side);
-    for image in images.chunks(SIDE * SIDE).take(n) {
+    for image in images.chunks(DIGIT_SIDE * DIGIT_SIDE).take(n) {
         let mut plane = Vec::with_capacity(side * side);
         for y in 0..side {
-            let row = &image[(y * SIDE / side) * SIDE..][..SIDE];
-            plane.extend((0..side).map(|x| row[x * SIDE / side]));
+            let row = &image[(y * DIGIT_SIDE / side) * DIGIT_SIDE..][..DIGIT_SIDE];
+            plane.extend((0..side).map(|x| row[x * DIGIT_SIDE / side]));
         }
         for _ in 0..3 {
             out.extend_from_slice(&plane);

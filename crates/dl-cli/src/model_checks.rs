@@ -13,7 +13,7 @@ use safetensors::SafeTensors;
 use dl_models::ModelConfig;
 
 use crate::config::ModelKind;
-use crate::model::{CLASSES, IMAGE_CNN_SIDE, PATCH, SIDE};
+use dl_models::{DIGIT_CLASSES, DIGIT_PATCHES};
 
 /// Check `config` (the configuration in checkpoint `path`, of model `kind`) against the
 /// digits and against the file's weights. The errors name the setting, its value and what was
@@ -36,7 +36,7 @@ pub fn check_checkpoint(path: &Path, kind: ModelKind, config: &ModelConfig) -> R
                 "its `transformer` configuration asks for a positional table of max_seq_length {} x d_model {} values, more than the {held} values the file's weights hold: expected a max_seq_length near the {} patches of a digit",
                 c.max_seq_length,
                 c.d_model,
-                patches()
+                DIGIT_PATCHES
             );
         }
     }
@@ -62,72 +62,57 @@ fn weights_held(path: &Path) -> Result<usize> {
     Ok(held)
 }
 
-/// Patches (tokens) of one digit for the transformer.
-fn patches() -> usize {
-    (SIDE / PATCH) * (SIDE / PATCH)
-}
-
-/// The digits are 28x28 grey images of ten classes; each model reads them in its own shape
-/// (see the top of model.rs).
+/// The digits are 28x28 grey images of ten classes; each model reads one in the shape
+/// [`ModelKind::example_shape`] gives (`forecast`: one value per week).
 fn check_fits_digits(kind: ModelKind, config: &ModelConfig) -> Result<()> {
-    let pixels = SIDE * SIDE;
+    let shape = kind.example_shape(1);
+    let input = format!("its input of shape {shape:?} per example");
     let mut problems: Vec<String> = Vec::new();
     let mut expect = |what: &str, actual: usize, expected: usize, why: &str| {
         if actual != expected {
             problems.push(format!("{what} is {actual}, expected {expected} ({why})"));
         }
     };
+    let last = shape.last().copied().unwrap_or(0);
     let mut extra = Vec::new();
     match config {
         ModelConfig::Mlp(c) => {
-            expect("input_size", c.input_size, pixels, "a 28x28 digit in a row");
-            expect("num_classes", c.num_classes, CLASSES, "digits 0-9");
+            expect("input_size", c.input_size, last, &input);
+            expect("num_classes", c.num_classes, DIGIT_CLASSES, "digits 0-9");
         }
         ModelConfig::Cnn(c) => {
-            let (channels, side, why) = if kind == ModelKind::ImageCnn {
-                (3, IMAGE_CNN_SIDE, "digits upscaled to 3x64x64")
-            } else {
-                (1, SIDE, "1x28x28 digits")
-            };
-            expect("in_channels", c.in_channels, channels, why);
-            expect("image_size", c.image_size, side, why);
-            expect("num_classes", c.num_classes, CLASSES, "digits 0-9");
+            expect("in_channels", c.in_channels, shape[0], &input);
+            expect("image_size", c.image_size, last, &input);
+            expect("num_classes", c.num_classes, DIGIT_CLASSES, "digits 0-9");
         }
         ModelConfig::Lstm(c) => {
-            expect(
-                "input_size",
-                c.input_size,
-                SIDE,
-                "a digit row of 28 pixels per step",
-            );
-            expect("num_classes", c.num_classes, CLASSES, "digits 0-9");
+            expect("input_size", c.input_size, last, &input);
+            expect("num_classes", c.num_classes, DIGIT_CLASSES, "digits 0-9");
         }
         ModelConfig::Transformer(c) => {
             match c.patch_size {
-                Some(size) => expect("patch_size", size, PATCH * PATCH, "7x7 patches"),
+                Some(size) => expect("patch_size", size, last, &input),
                 None => extra.push(format!(
-                    "patch_size is null (a token-id model), expected {} (7x7 patches)",
-                    PATCH * PATCH
+                    "patch_size is null (a token-id model), expected {last} ({input})"
                 )),
             }
-            if c.max_seq_length < patches() {
+            if c.max_seq_length < shape[0] {
                 extra.push(format!(
-                    "max_seq_length is {}, expected at least {} (the 7x7 patches of a digit)",
-                    c.max_seq_length,
-                    patches()
+                    "max_seq_length is {}, expected at least {} ({input})",
+                    c.max_seq_length, shape[0]
                 ));
             }
-            expect("num_classes", c.num_classes, CLASSES, "digits 0-9");
+            expect("num_classes", c.num_classes, DIGIT_CLASSES, "digits 0-9");
         }
         ModelConfig::Forecast(c) => {
-            expect("input_size", c.input_size, 1, "one CO2 value per week");
+            expect("input_size", c.input_size, last, "one CO2 value per week");
             expect("horizon", c.horizon, 1, "next week's value");
         }
         ModelConfig::Scratch(c) => {
             let first = c.layer_sizes.first().copied().unwrap_or(0);
-            let last = c.layer_sizes.last().copied().unwrap_or(0);
-            expect("layer_sizes[0]", first, pixels, "a 28x28 digit in a row");
-            expect("the last layer size", last, CLASSES, "digits 0-9");
+            let out = c.layer_sizes.last().copied().unwrap_or(0);
+            expect("layer_sizes[0]", first, last, &input);
+            expect("the last layer size", out, DIGIT_CLASSES, "digits 0-9");
         }
     }
     problems.extend(extra);

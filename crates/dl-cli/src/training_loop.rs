@@ -15,7 +15,7 @@ use dl_optim::{AdamConfig, AdamWConfig, GradClip, LrSchedule, NormType, RmsPropC
 use crate::config::{ModelKind, OptimizerKind, RunConfig, to_toml};
 use crate::data::{Batcher, Digits};
 use crate::metrics::{self, EpochMetrics, Summary};
-use crate::model::{DigitModel, default_config, label_tensor, tensor2};
+use crate::model::{DigitModel, label_tensor, tensor2};
 use crate::output::{Existing, RunFolder};
 use crate::plot;
 use crate::progress::{Reporter, Score};
@@ -148,7 +148,11 @@ impl<'a> Run<'a> {
             resume(config, &folder, &device)?
         } else {
             State {
-                model: DigitModel::build(config.model, default_config(config.model), &device)?,
+                model: DigitModel::build(
+                    config.model,
+                    config.model.default_config().to_json(),
+                    &device,
+                )?,
                 optimizer: build_optimizer(config)?,
                 rng: SeededRng::new(config.seed),
                 step: 0,
@@ -417,7 +421,7 @@ fn last_good(folder: &RunFolder, epoch: usize) -> String {
 fn meta(config: &RunConfig, step: u64, epoch: usize, rng: SeededRng) -> CheckpointMeta {
     CheckpointMeta {
         model: config.model.name().to_string(),
-        model_config: default_config(config.model),
+        model_config: config.model.default_config().to_json(),
         training_config: serde_json::to_value(config).unwrap_or_default(),
         step,
         epoch: epoch as u64,

@@ -30,7 +30,7 @@ pub use compare::{
 pub use error::{Error, Result};
 pub use fixture::{Fixture, config_from_case, fixtures_dir};
 pub use seed::{SeededRng, seed_device};
-pub use traits::Classifier;
+pub use traits::{Classifier, FromTensorData};
 
 /// Burn, re-exported so that users of a single dl-rs crate get the matching version.
 pub use burn;

@@ -1,7 +1,7 @@
 //! Small traits that the models share.
 
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// A network that maps a batch of inputs to class logits `[batch, num_classes]`.
 ///
@@ -44,5 +44,47 @@ pub trait Classifier: Module {
     /// `sum(p.numel() for p in model.parameters())` counts them.
     fn parameter_count(&self) -> usize {
         self.num_params()
+    }
+}
+
+/// A model input made from host data, such as a PyTorch fixture's input tensor: what generic
+/// code (the parity checks) needs to feed any [`Classifier`] without naming its input type.
+///
+/// Implemented for float tensors of every rank; a rank or element kind that does not fit is
+/// an error naming both, not a panic.
+///
+/// ```
+/// use burn::tensor::{Tensor, TensorData};
+/// use dl_core::FromTensorData;
+///
+/// let device = dl_core::BackendKind::Flex.device()?;
+/// let data = TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]);
+/// let x = Tensor::<2>::from_tensor_data(data.clone(), &device)?;
+/// assert_eq!(x.dims(), [2, 2]);
+/// assert!(Tensor::<3>::from_tensor_data(data, &device).is_err());
+/// # Ok::<(), dl_core::Error>(())
+/// ```
+pub trait FromTensorData: Sized {
+    /// Build the input from `data` on `device`.
+    fn from_tensor_data(data: TensorData, device: &Device) -> crate::Result<Self>;
+}
+
+impl<const D: usize> FromTensorData for Tensor<D> {
+    fn from_tensor_data(data: TensorData, device: &Device) -> crate::Result<Self> {
+        if data.shape().len() != D {
+            return Err(crate::Error::invalid(
+                "input tensor",
+                format!("a tensor of rank {D}"),
+                format!("shape {:?}", data.shape()),
+            ));
+        }
+        if !data.dtype().is_float() {
+            return Err(crate::Error::invalid(
+                "input tensor",
+                "floating-point values",
+                format!("{:?} values", data.dtype()),
+            ));
+        }
+        Ok(Tensor::from_data(data, device))
     }
 }

@@ -58,12 +58,33 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    /// `[..., d_model]` → `[..., d_model]`.
+    /// `[..., d_model]` → `[..., d_model]`; panics where [`try_forward`](Self::try_forward)
+    /// returns an error.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        self.linear2.forward(dropout_forward(
+        validate::or_panic(self.try_forward(x))
+    }
+
+    /// `[..., d_model]` → `[..., d_model]`, or an error naming the shape when the last
+    /// dimension is not `d_model`.
+    ///
+    /// ```
+    /// use burn::tensor::Tensor;
+    /// use dl_layers::TransformerBlockConfig;
+    ///
+    /// let device = dl_core::BackendKind::Flex.device()?;
+    /// let block = TransformerBlockConfig::new(8, 2, 16).init(&device)?;
+    /// let y = block.feed_forward.try_forward(Tensor::<3>::zeros([2, 3, 8], &device))?;
+    /// assert_eq!(y.dims(), [2, 3, 8]);
+    /// assert!(block.feed_forward.try_forward(Tensor::<2>::zeros([2, 5], &device)).is_err());
+    /// # Ok::<(), dl_core::Error>(())
+    /// ```
+    pub fn try_forward<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
+        let d_model = self.linear1.weight.dims()[0];
+        validate::last_dim("feed-forward input", &x.dims(), d_model)?;
+        Ok(self.linear2.forward(dropout_forward(
             &self.dropout,
             relu(self.linear1.forward(x)),
-        ))
+        )))
     }
 }
 

@@ -20,6 +20,7 @@ mod lstm_classifier;
 mod lstm_forecaster;
 mod mlp;
 mod model_config;
+mod network;
 mod registry;
 mod scratch;
 mod transformer_classifier;
@@ -29,6 +30,7 @@ pub use lstm_classifier::{LstmClassifier, LstmClassifierConfig};
 pub use lstm_forecaster::{LstmForecaster, LstmForecasterConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use model_config::{InvalidModelConfig, ModelConfig};
+pub use network::{DIGIT_CLASSES, DIGIT_PATCHES, DIGIT_SIDE, IMAGE_CNN_SIDE, Network, PATCH_SIDE};
 pub use registry::{ModelKind, UnknownModel};
 pub use scratch::{
     ScratchActivation, ScratchGradients, ScratchMlp, ScratchMlpConfig, ScratchOutput,

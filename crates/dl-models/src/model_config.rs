@@ -80,6 +80,82 @@ impl ModelConfig {
         })
     }
 
+    /// The configuration a PyTorch fixture case describes: the network's `XConfig::new()`
+    /// defaults with every field the case sets (see [`dl_core::config_from_case`]; keys in
+    /// `ignore` are bookkeeping, any other unknown key is an error naming it).
+    ///
+    /// ```
+    /// use dl_models::{ModelConfig, ModelKind};
+    ///
+    /// let case = serde_json::json!({"model": "lstm", "input_size": 10, "dropout": 0.2});
+    /// let config = ModelConfig::from_case(ModelKind::Lstm, &case, &["model"])?;
+    /// let ModelConfig::Lstm(lstm) = &config else { unreachable!() };
+    /// assert_eq!((lstm.input_size, lstm.hidden_size), (10, 64));
+    /// assert_eq!(config.dropout(), 0.2);
+    /// assert_eq!(config.with_dropout(0.0).dropout(), 0.0);
+    /// # Ok::<(), dl_core::Error>(())
+    /// ```
+    pub fn from_case(kind: ModelKind, case: &serde_json::Value, ignore: &[&str]) -> Result<Self> {
+        use dl_core::config_from_case as merge;
+        Ok(match kind {
+            ModelKind::Mlp => Self::Mlp(merge(&MlpConfig::new(), case, ignore)?),
+            ModelKind::Cnn | ModelKind::ImageCnn => {
+                Self::Cnn(merge(&CnnConfig::new(), case, ignore)?)
+            }
+            ModelKind::Lstm => Self::Lstm(merge(&LstmClassifierConfig::new(), case, ignore)?),
+            ModelKind::Transformer => {
+                Self::Transformer(merge(&TransformerClassifierConfig::new(), case, ignore)?)
+            }
+            ModelKind::Scratch => {
+                Self::Scratch(merge(&ScratchMlpConfig::new(Vec::new()), case, ignore)?)
+            }
+            ModelKind::Forecast => {
+                Self::Forecast(merge(&LstmForecasterConfig::new(), case, ignore)?)
+            }
+        })
+    }
+
+    /// The dropout rate (0 for the from-scratch network, which has none).
+    pub fn dropout(&self) -> f64 {
+        match self {
+            Self::Mlp(c) => c.dropout,
+            Self::Cnn(c) => c.dropout,
+            Self::Lstm(c) => c.dropout,
+            Self::Transformer(c) => c.dropout,
+            Self::Scratch(_) => 0.0,
+            Self::Forecast(c) => c.dropout,
+        }
+    }
+
+    /// The same configuration with dropout rate `p` (the from-scratch network has none and is
+    /// returned unchanged).
+    pub fn with_dropout(self, p: f64) -> Self {
+        match self {
+            Self::Mlp(c) => Self::Mlp(c.with_dropout(p)),
+            Self::Cnn(c) => Self::Cnn(c.with_dropout(p)),
+            Self::Lstm(c) => Self::Lstm(c.with_dropout(p)),
+            Self::Transformer(c) => Self::Transformer(c.with_dropout(p)),
+            Self::Scratch(c) => Self::Scratch(c),
+            Self::Forecast(c) => Self::Forecast(c.with_dropout(p)),
+        }
+    }
+
+    /// The configuration as JSON (the `model_config` of a checkpoint), read back by
+    /// [`from_json`](Self::from_json).
+    pub fn to_json(&self) -> serde_json::Value {
+        let value = match self {
+            Self::Mlp(c) => serde_json::to_value(c),
+            Self::Cnn(c) => serde_json::to_value(c),
+            Self::Lstm(c) => serde_json::to_value(c),
+            Self::Transformer(c) => serde_json::to_value(c),
+            Self::Scratch(c) => serde_json::to_value(c),
+            Self::Forecast(c) => serde_json::to_value(c),
+        };
+        // The configs are plain structs of numbers, strings and enums: serde_json cannot fail
+        // on them (it fails only on maps with non-string keys and failing `Serialize` impls).
+        value.unwrap_or(serde_json::Value::Null)
+    }
+
     /// Parameters the configuration describes, counted without allocating (an error when
     /// the count overflows or a size is zero).
     pub fn num_params(&self) -> Result<usize> {

@@ -4,8 +4,8 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
-use burn::tensor::{Device, Int, Tensor};
-use dl_core::{Classifier, Error, Result, validate};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use dl_core::{Classifier, Error, FromTensorData, Result, validate};
 use dl_layers::{
     AttentionMask, PositionalEncoding, PositionalEncodingConfig, TransformerBlock,
     TransformerBlockConfig,
@@ -134,6 +134,37 @@ pub enum TransformerInput {
     Tokens(Tensor<2, Int>),
     /// Feature vectors `[batch, seq, patch_size]` for a model with a `patch_embedding`.
     Patches(Tensor<3>),
+}
+
+/// Integer data `[batch, seq]` becomes [`TransformerInput::Tokens`], float data
+/// `[batch, seq, patch_size]` [`TransformerInput::Patches`]; any other rank is an error.
+///
+/// ```
+/// use burn::tensor::TensorData;
+/// use dl_core::FromTensorData;
+/// use dl_models::TransformerInput;
+///
+/// let device = dl_core::BackendKind::Flex.device()?;
+/// let ids = TensorData::new(vec![1i64, 2, 3], [1, 3]);
+/// assert!(matches!(TransformerInput::from_tensor_data(ids, &device)?, TransformerInput::Tokens(_)));
+/// let patches = TensorData::new(vec![0.5f32; 6], [1, 3, 2]);
+/// assert!(matches!(TransformerInput::from_tensor_data(patches, &device)?, TransformerInput::Patches(_)));
+/// # Ok::<(), dl_core::Error>(())
+/// ```
+impl FromTensorData for TransformerInput {
+    fn from_tensor_data(data: TensorData, device: &Device) -> Result<Self> {
+        if data.dtype().is_float() {
+            return Tensor::<3>::from_tensor_data(data, device).map(Self::Patches);
+        }
+        if data.shape().len() != 2 || !data.dtype().is_int() {
+            return Err(Error::invalid(
+                "transformer input",
+                "token ids [batch, seq] (integers) or patches [batch, seq, patch_size] (floats)",
+                format!("{:?} values of shape {:?}", data.dtype(), data.shape()),
+            ));
+        }
+        Ok(Self::Tokens(Tensor::from_data(data, device)))
+    }
 }
 
 /// The chapter's `Transformer` classifier.

@@ -1,10 +1,7 @@
-//! The models the parity checks cover, and how each is built from its fixture configuration.
+//! The models the parity checks cover.
 
-use dl_core::{Error, Result, config_from_case};
+use dl_core::{Error, Result};
 use dl_models::ModelKind;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 /// The models of the parity table, in table order: every network of [`ModelKind::ALL`] but the
 /// forecaster, which has no PyTorch fixture of its own (its `Lstm` is checked in dl-layers').
@@ -42,14 +39,4 @@ pub fn parse_models(list: &str) -> Result<Vec<ModelKind>> {
             _ => Err(Error::invalid("parity model", expected(), s)),
         })
         .collect()
-}
-
-/// The `XConfig` a fixture case describes: `defaults` with every field the case sets (serde;
-/// the case's `model` key is bookkeeping). Dropout is set by the caller, which runs each model
-/// both with the fixture's rate and without.
-pub(crate) fn fixture_config<C: Serialize + DeserializeOwned>(
-    defaults: C,
-    case: &Value,
-) -> Result<C> {
-    config_from_case(&defaults, case, &["model"])
 }

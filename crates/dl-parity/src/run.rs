@@ -3,20 +3,19 @@
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use dl_core::{BackendKind, Classifier, Fixture};
+use dl_core::{BackendKind, Classifier, Fixture, FromTensorData};
 use dl_io::{
     LoadMode, PytorchModel, StateDict, grads_with_layout, layout_named, load_pytorch_state_dict,
     state_dict_with_layout,
 };
 use dl_models::{
-    CnnConfig, LstmClassifierConfig, MlpConfig, ModelKind, ScratchMlpConfig, ScratchOutput,
-    TransformerClassifierConfig, TransformerInput,
+    ModelConfig, ModelKind, Network, ScratchOutput, TransformerClassifier, TransformerInput,
+    map_network, with_classifier,
 };
 use dl_optim::{AdamConfig, SgdConfig};
 use serde_json::Value;
 
 use crate::check::{CheckResult, Reference, compare_states};
-use crate::model::fixture_config;
 use crate::tolerance::Check;
 
 /// Everything a model computed in one run, named as PyTorch names it.
@@ -62,7 +61,7 @@ fn tensor(fixture: &Fixture, name: &str) -> Result<TensorData, String> {
     fixture.tensor(name).map_err(|e| e.to_string())
 }
 
-fn config(fixture: &Fixture, model: ModelKind) -> Result<Value, String> {
+fn case(fixture: &Fixture, model: ModelKind) -> Result<Value, String> {
     fixture
         .cases()
         .map_err(|e| e.to_string())?
@@ -120,70 +119,155 @@ fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         .neg()
 }
 
-/// Run a classifier: eval logits on a plain device; loss, gradients and 10-step Adam and SGD
-/// trajectories on the autodiff device with dropout 0 (PyTorch's train mode with p = 0).
-fn run_classifier<M>(
+/// A network built from the fixture's configuration with the PyTorch weights loaded, and its
+/// key layout (to name gradients and trained weights as PyTorch does).
+struct Loaded {
+    network: Network,
+    layout: String,
+}
+
+/// Build `config` on `device` and load `weights` into it, strictly.
+fn load(config: &ModelConfig, weights: &StateDict, device: &Device) -> Result<Loaded, String> {
+    let network = config.init(device).map_err(|e| e.to_string())?;
+    let layout;
+    let network = map_network!(network, m => {
+        let (m, report) =
+            load_pytorch_state_dict(m, weights, LoadMode::Strict).map_err(|e| e.to_string())?;
+        layout = report.layout;
+        m
+    });
+    Ok(Loaded { network, layout })
+}
+
+/// The key layout of `model` named `layout`.
+fn layout_of<M: PytorchModel>(layout: &str) -> Result<dl_io::KeyLayout, String> {
+    layout_named::<M>(layout).ok_or_else(|| format!("no layout named {layout}"))
+}
+
+/// Logits of a classifier for the fixture's input.
+fn logits<M>(model: &M, x: &TensorData, device: &Device) -> Result<TensorData, String>
+where
+    M: Classifier,
+    M::Input: FromTensorData,
+{
+    let input = M::Input::from_tensor_data(x.clone(), device).map_err(|e| e.to_string())?;
+    Ok(model.logits(input).into_data())
+}
+
+/// Mean cross-entropy of a classifier's logits for the fixture's input and targets.
+fn loss<M>(
+    model: &M,
+    x: &TensorData,
+    targets: &TensorData,
+    device: &Device,
+) -> Result<Tensor<1>, String>
+where
+    M: Classifier,
+    M::Input: FromTensorData,
+{
+    let input = M::Input::from_tensor_data(x.clone(), device).map_err(|e| e.to_string())?;
+    Ok(cross_entropy(
+        model.logits(input),
+        Tensor::from_data(targets.clone(), device),
+    ))
+}
+
+/// The loss and the gradients (named as PyTorch names them) of a classifier.
+fn loss_and_grads<M>(
+    model: &M,
+    layout: &str,
+    x: &TensorData,
+    targets: &TensorData,
+    device: &Device,
+) -> Result<(TensorData, StateDict), String>
+where
+    M: Classifier + PytorchModel,
+    M::Input: FromTensorData,
+{
+    let loss = loss(model, x, targets, device)?;
+    let value = loss.to_data();
+    let grads = loss.backward();
+    Ok((
+        value,
+        grads_with_layout(model, &grads, &layout_of::<M>(layout)?),
+    ))
+}
+
+/// The weights after ten steps of `check`'s optimizer (Adam lr 0.01, or SGD lr 0.05 with
+/// momentum 0.9), named as PyTorch names them.
+fn trained<M>(
+    mut model: M,
+    layout: &str,
+    check: Check,
+    x: &TensorData,
+    targets: &TensorData,
+    device: &Device,
+) -> Result<StateDict, String>
+where
+    M: Classifier + PytorchModel,
+    M::Input: FromTensorData,
+{
+    let (optimizer, lr) = match check {
+        Check::Adam10 => (AdamConfig::new().init(), 0.01),
+        _ => (SgdConfig::new().with_momentum(0.9).init(), 0.05),
+    };
+    let mut optimizer = optimizer.map_err(|e| e.to_string())?;
+    for _ in 0..10 {
+        let grads =
+            GradientsParams::from_grads(loss(&model, x, targets, device)?.backward(), &model);
+        model = optimizer.step(lr, model, grads);
+    }
+    Ok(state_dict_with_layout(&model, &layout_of::<M>(layout)?))
+}
+
+/// The error for a network that is not a classifier where one is needed.
+fn not_a_classifier(model: ModelKind) -> String {
+    format!("`{}` is not a classifier", model.case_name())
+}
+
+/// Run a classifier: eval logits on a plain device with the fixture's dropout; loss,
+/// gradients and 10-step Adam and SGD trajectories on the autodiff device with dropout 0
+/// (PyTorch's train mode with p = 0).
+fn run_classifier(
     backend: BackendKind,
-    name: &str,
+    model: ModelKind,
     weights: &StateDict,
     fixture: &Fixture,
-    build: &dyn Fn(&Device, f64) -> Result<M, String>,
-    dropout: f64,
-    input: &dyn Fn(TensorData, &Device) -> M::Input,
-) -> Result<(Outputs, M), String>
-where
-    M: PytorchModel + Classifier,
-{
-    let load = |device: &Device, dropout: f64| -> Result<(M, dl_io::KeyLayout), String> {
-        let (model, report) =
-            load_pytorch_state_dict(build(device, dropout)?, weights, LoadMode::Strict)
-                .map_err(|e| e.to_string())?;
-        let layout = layout_named::<M>(&report.layout)
-            .ok_or_else(|| format!("no layout named {}", report.layout))?;
-        Ok((model, layout))
-    };
+    config: &ModelConfig,
+) -> Result<Outputs, String> {
+    let name = model.case_name();
     let x = tensor(fixture, &format!("{name}.input"))?;
     let targets = tensor(fixture, &format!("{name}.target"))?;
     let mut out = Outputs::default();
 
-    let device = backend.device().map_err(|e| e.to_string())?;
-    let (model, layout) = load(&device, dropout)?;
-    out.push_one(
-        Check::Logits,
-        "logits",
-        model.logits(input(x.clone(), &device)).into_data(),
-    );
+    let eval_device = backend.device().map_err(|e| e.to_string())?;
+    let eval = load(config, weights, &eval_device)?;
+    let logits = with_classifier!(&eval.network, m => logits(m, &x, &eval_device)?, _other => {
+        return Err(not_a_classifier(model))
+    });
+    out.push_one(Check::Logits, "logits", logits);
 
     let device = backend.autodiff_device().map_err(|e| e.to_string())?;
-    let (trainable, _) = load(&device, 0.0)?;
-    let loss = cross_entropy(
-        trainable.logits(input(x.clone(), &device)),
-        Tensor::from_data(targets.clone(), &device),
-    );
-    out.push_one(Check::Loss, "loss", loss.to_data());
-    let grads = loss.backward();
-    out.tensors
-        .push((Check::Grads, grads_with_layout(&trainable, &grads, &layout)));
+    let training = config.clone().with_dropout(0.0);
+    let trainable = load(&training, weights, &device)?;
+    let (loss, grads) = with_classifier!(&trainable.network, m => {
+        loss_and_grads(m, &trainable.layout, &x, &targets, &device)?
+    }, _other => return Err(not_a_classifier(model)));
+    out.push_one(Check::Loss, "loss", loss);
+    out.tensors.push((Check::Grads, grads));
 
-    for (check, lr) in [(Check::Adam10, 0.01), (Check::Sgd10, 0.05)] {
-        let optimizer = match check {
-            Check::Adam10 => AdamConfig::new().init(),
-            _ => SgdConfig::new().with_momentum(0.9).init(),
-        };
-        let mut optimizer = optimizer.map_err(|e| e.to_string())?;
-        let (mut model, _) = load(&device, 0.0)?;
-        for _ in 0..10 {
-            let loss = cross_entropy(
-                model.logits(input(x.clone(), &device)),
-                Tensor::from_data(targets.clone(), &device),
-            );
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model, grads);
-        }
-        out.tensors
-            .push((check, state_dict_with_layout(&model, &layout)));
+    for check in [Check::Adam10, Check::Sgd10] {
+        let fresh = load(&training, weights, &device)?;
+        let state = with_classifier!(fresh.network, m => {
+            trained(m, &fresh.layout, check, &x, &targets, &device)?
+        }, _other => return Err(not_a_classifier(model)));
+        out.tensors.push((check, state));
     }
-    Ok((out, model))
+    if let Network::Transformer(m) = eval.network {
+        out.tensors
+            .push((Check::Attention, attention(&m, &x, &eval_device)?));
+    }
+    Ok(out)
 }
 
 /// What `model` computes on `backend` from the fixture's PyTorch weights (optionally changed
@@ -195,102 +279,38 @@ pub fn model_outputs(
     perturb: Option<Perturbation>,
 ) -> Result<Outputs, String> {
     let name = model.case_name();
-    let config = config(fixture, model)?;
+    let config = ModelConfig::from_case(model, &case(fixture, model)?, &["model"])
+        .map_err(|e| e.to_string())?;
     let mut weights = state_with_prefix(fixture, &format!("{name}.param."))?;
     if let Some(perturb) = perturb {
         perturb(&mut weights);
     }
-    let dropout = config["dropout"].as_f64().unwrap_or(0.0);
-    let err = |e: dl_core::Error| e.to_string();
     match model {
-        ModelKind::Mlp => run_classifier(
-            backend,
-            name,
-            &weights,
-            fixture,
-            &|d, p| {
-                fixture_config(MlpConfig::new(), &config)
-                    .and_then(|c| c.with_dropout(p).init(d))
-                    .map_err(err)
-            },
-            dropout,
-            &|data, d| Tensor::<2>::from_data(data, d),
-        )
-        .map(|(o, _)| o),
-        ModelKind::Cnn | ModelKind::ImageCnn => run_classifier(
-            backend,
-            name,
-            &weights,
-            fixture,
-            &|d, p| {
-                fixture_config(CnnConfig::new(), &config)
-                    .and_then(|c| c.with_dropout(p).init(d))
-                    .map_err(err)
-            },
-            dropout,
-            &|data, d| Tensor::<4>::from_data(data, d),
-        )
-        .map(|(o, _)| o),
-        ModelKind::Lstm => run_classifier(
-            backend,
-            name,
-            &weights,
-            fixture,
-            &|d, p| {
-                fixture_config(LstmClassifierConfig::new(), &config)
-                    .and_then(|c| c.with_dropout(p).init(d))
-                    .map_err(err)
-            },
-            dropout,
-            &|data, d| Tensor::<3>::from_data(data, d),
-        )
-        .map(|(o, _)| o),
-        ModelKind::Transformer => {
-            transformer_outputs(fixture, backend, name, &weights, &config, dropout)
-        }
-        ModelKind::Scratch => scratch_outputs(fixture, backend, &weights, &config),
+        ModelKind::Scratch => scratch_outputs(fixture, backend, &weights, config),
         ModelKind::Forecast => Err(format!(
             "`{}` has no parity fixture (one of {})",
             model.case_name(),
             crate::PARITY_MODELS.map(|m| m.case_name()).join(", ")
         )),
+        _ => run_classifier(backend, model, &weights, fixture, &config),
     }
 }
 
-/// The Transformer's outputs as [`model_outputs`] describes them, plus its attention weights.
-fn transformer_outputs(
-    fixture: &Fixture,
-    backend: BackendKind,
-    name: &str,
-    weights: &StateDict,
-    config: &Value,
-    dropout: f64,
-) -> Result<Outputs, String> {
-    let tokens = |data, d: &Device| TransformerInput::Tokens(Tensor::<2, Int>::from_data(data, d));
-    let (mut out, model) = run_classifier(
-        backend,
-        name,
-        weights,
-        fixture,
-        &|d, p| {
-            fixture_config(TransformerClassifierConfig::new(), config)
-                .and_then(|c| c.with_dropout(p).init(d))
-                .map_err(|e| e.to_string())
-        },
-        dropout,
-        &tokens,
-    )?;
-    let device = backend.device().map_err(|e| e.to_string())?;
-    let x = tensor(fixture, "transformer.input")?;
+/// Every block's attention weights for the fixture's input, as `block.{i}` tensors.
+fn attention(
+    model: &TransformerClassifier,
+    x: &TensorData,
+    device: &Device,
+) -> Result<StateDict, String> {
+    let input = TransformerInput::from_tensor_data(x.clone(), device).map_err(|e| e.to_string())?;
     let (_, attention) = model
-        .try_forward_with_attention(tokens(x, &device))
+        .try_forward_with_attention(input)
         .map_err(|e| e.to_string())?;
     let mut state = StateDict::new("attention");
     for (i, w) in attention.into_iter().enumerate() {
         state.insert(i.to_string(), w.into_data());
     }
-    out.tensors.push((Check::Attention, state));
-    Ok(out)
+    Ok(state)
 }
 
 /// The from-scratch network's output (sigmoid, as the chapter's) and its hand-computed
@@ -299,13 +319,16 @@ fn scratch_outputs(
     fixture: &Fixture,
     backend: BackendKind,
     weights: &StateDict,
-    config: &Value,
+    config: ModelConfig,
 ) -> Result<Outputs, String> {
     let err = |e: dl_core::Error| e.to_string();
+    let ModelConfig::Scratch(config) = config else {
+        return Err("the scratch case needs a scratch configuration".into());
+    };
     let device = backend.device().map_err(err)?;
-    let net = fixture_config(ScratchMlpConfig::new(Vec::new()), config)
-        .map(|c| c.with_output(ScratchOutput::Sigmoid))
-        .and_then(|c| c.init(&device))
+    let net = config
+        .with_output(ScratchOutput::Sigmoid)
+        .init(&device)
         .map_err(err)?;
     let (net, _) =
         load_pytorch_state_dict(net, weights, LoadMode::Strict).map_err(|e| e.to_string())?;

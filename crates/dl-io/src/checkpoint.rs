@@ -73,7 +73,7 @@ pub struct Checkpoint<M> {
 
 /// Collects each parameter's PyTorch key and Burn id.
 struct IdCollector {
-    layout: crate::load::KeyLayout,
+    layout: dl_layers::KeyLayout,
     path: PathStack,
     ids: BTreeMap<String, u64>,
 }

@@ -39,13 +39,13 @@ pub use infer::{
     ArchitectureConfig, InferOptions, InferredArchitecture, Shapes, infer_architecture,
 };
 pub use load::{
-    KeyLayout, KeyMapFn, LoadMode, LoadReport, ShapeMismatch, grads_with_layout, load_with_layouts,
+    LoadMode, LoadReport, ShapeMismatch, grads_with_layout, load_with_layouts,
     state_dict_with_layout,
 };
 pub use onnx::{ONNX_OPSET, OnnxError, OnnxExport, OnnxExportOptions, export_onnx};
 pub use pytorch::read::MAX_EXPANSION;
 pub use pytorch::{
-    PytorchModel, layout_named, load_pytorch_file, load_pytorch_safetensors,
+    KeyLayout, KeyMapFn, PytorchModel, layout_named, load_pytorch_file, load_pytorch_safetensors,
     load_pytorch_state_dict, pytorch_grads, to_pytorch_state_dict,
 };
 pub use state_dict::StateDict;

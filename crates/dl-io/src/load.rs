@@ -13,35 +13,10 @@ use std::fmt;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Gradients, Tensor, TensorData};
-use dl_layers::PytorchPath;
+use dl_layers::{KeyLayout, PytorchPath};
 
 use crate::error::{Error, Result};
 use crate::state_dict::StateDict;
-
-/// Maps PyTorch's name of a parameter (dl-layers' [`PytorchPath::pytorch_name`]:
-/// `fc1.weight`, `lstm.weight_ih_l0`) to a checkpoint key.
-pub type KeyMapFn = fn(&str) -> String;
-
-/// One way a model's parameters may be named in a PyTorch checkpoint.
-#[derive(Debug, Clone, Copy)]
-pub struct KeyLayout {
-    /// A short name for reports (`"named"`, `"sequential"`).
-    pub name: &'static str,
-    /// The mapping from module path to checkpoint key.
-    pub map: KeyMapFn,
-}
-
-impl KeyLayout {
-    /// Keys equal to the module's own field paths.
-    pub const IDENTITY: KeyLayout = KeyLayout {
-        name: "named",
-        map: identity,
-    };
-}
-
-fn identity(path: &str) -> String {
-    path.to_string()
-}
 
 /// Strict (all keys must match, as PyTorch's `load_state_dict(strict=True)`) or partial
 /// (load what matches and report the rest).

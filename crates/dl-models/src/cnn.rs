@@ -9,7 +9,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Error, Result, validate};
-use dl_layers::{conv2d_forward, dropout_forward, relu_max_pool2d};
+use dl_layers::{KeyLayout, PytorchModel, conv2d_forward, dropout_forward, relu_max_pool2d};
 
 use crate::mlp::ParamCount;
 
@@ -211,10 +211,46 @@ impl Classifier for Cnn {
     }
 }
 
+impl PytorchModel for Cnn {
+    /// The chapter's `ConvolutionalNeuralNetwork` field names first, then the
+    /// image-classification case's `nn.Sequential` indices.
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[
+            KeyLayout::IDENTITY,
+            KeyLayout {
+                name: "nn.Sequential",
+                map: cnn_sequential,
+            },
+        ]
+    }
+}
+
+/// The image-classification case's `nn.Sequential` indices.
+fn cnn_sequential(path: &str) -> String {
+    KeyLayout::rename_head(path, |head| {
+        let index = match head {
+            "conv1" => 0,
+            "conv2" => 3,
+            "conv3" => 6,
+            "fc1" => 10,
+            "fc2" => 13,
+            _ => return None,
+        };
+        Some(index.to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use dl_core::BackendKind;
+
+    #[test]
+    fn sequential_names_are_the_image_case_indices() {
+        assert_eq!(cnn_sequential("fc1.weight"), "10.weight");
+        assert_eq!(cnn_sequential("conv3.bias"), "6.bias");
+        assert_eq!(cnn_sequential("pool"), "pool");
+    }
 
     #[test]
     fn parameter_counts_match_pytorch() {

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Result, validate};
-use dl_layers::{Lstm, LstmConfig};
+use dl_layers::{KeyLayout, Lstm, LstmConfig, PytorchModel};
 
 use crate::mlp::ParamCount;
 
@@ -123,6 +123,17 @@ impl Classifier for LstmClassifier {
 
     fn num_classes(&self) -> usize {
         self.fc.weight.dims()[1]
+    }
+}
+
+impl PytorchModel for LstmClassifier {
+    /// The chapter's `LongShortTermMemory` names, `nn.LSTM`'s `_l{k}` suffixes coming from
+    /// dl-layers' `PytorchPath`.
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[KeyLayout {
+            name: "nn.LSTM",
+            map: KeyLayout::IDENTITY.map,
+        }]
     }
 }
 

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use dl_core::{Result, validate};
-use dl_layers::{Lstm, LstmConfig};
+use dl_layers::{KeyLayout, Lstm, LstmConfig, PytorchModel};
 
 use crate::mlp::ParamCount;
 
@@ -133,6 +133,17 @@ impl LstmForecaster {
         let [batch, time, hidden] = output.dims();
         let last = output.narrow(1, time - 1, 1).reshape([batch, hidden]);
         self.head.forward(last)
+    }
+}
+
+impl PytorchModel for LstmForecaster {
+    /// The sequence case's module names, `nn.LSTM`'s `_l{k}` suffixes coming from dl-layers'
+    /// `PytorchPath`.
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[KeyLayout {
+            name: "nn.LSTM",
+            map: KeyLayout::IDENTITY.map,
+        }]
     }
 }
 

@@ -6,7 +6,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Error, Result, validate};
-use dl_layers::dropout_forward;
+use dl_layers::{KeyLayout, PytorchModel, dropout_forward};
 
 /// Configuration of [`Mlp`], with the chapter's training-pipeline values as defaults.
 ///
@@ -205,10 +205,40 @@ impl ParamCount {
     }
 }
 
+impl PytorchModel for Mlp {
+    /// The training pipeline's `nn.Sequential` first (Linear, ReLU, Dropout per hidden layer),
+    /// then the field names.
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[
+            KeyLayout {
+                name: "nn.Sequential",
+                map: mlp_sequential,
+            },
+            KeyLayout::IDENTITY,
+        ]
+    }
+}
+
+/// `layers.{i}.x` -> `{3 i}.x`: Linear, ReLU, Dropout per hidden layer in `nn.Sequential`.
+fn mlp_sequential(path: &str) -> String {
+    match path.strip_prefix("layers.") {
+        Some(rest) => KeyLayout::rename_head(rest, |i| {
+            i.parse::<usize>().ok().map(|i| (3 * i).to_string())
+        }),
+        None => path.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use dl_core::BackendKind;
+
+    #[test]
+    fn sequential_names_step_by_three() {
+        assert_eq!(mlp_sequential("layers.2.bias"), "6.bias");
+        assert_eq!(mlp_sequential("dropout.x"), "dropout.x");
+    }
 
     #[test]
     fn chapter_sizes_and_parameter_count() {

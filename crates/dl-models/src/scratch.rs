@@ -21,6 +21,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use dl_core::{Error, Result, validate};
+use dl_layers::{KeyLayout, PytorchModel};
 use serde::{Deserialize, Serialize};
 
 use crate::mlp::ParamCount;
@@ -452,6 +453,13 @@ impl ScratchMlp {
             ));
         }
         Ok(labels.one_hot::<2>(classes).float())
+    }
+}
+
+impl PytorchModel for ScratchMlp {
+    /// `weights.{i}` / `biases.{i}`, as the fixture generator stores the NumPy network.
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[KeyLayout::IDENTITY]
     }
 }
 

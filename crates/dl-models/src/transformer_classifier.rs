@@ -7,8 +7,8 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, Linea
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use dl_core::{Classifier, Error, FromTensorData, Result, validate};
 use dl_layers::{
-    AttentionMask, PositionalEncoding, PositionalEncodingConfig, TransformerBlock,
-    TransformerBlockConfig,
+    AttentionMask, KeyLayout, PositionalEncoding, PositionalEncodingConfig, PytorchModel,
+    TransformerBlock, TransformerBlockConfig,
 };
 
 use crate::mlp::ParamCount;
@@ -316,6 +316,17 @@ impl Classifier for TransformerClassifier {
 
     fn num_classes(&self) -> usize {
         self.fc.weight.dims()[1]
+    }
+}
+
+impl PytorchModel for TransformerClassifier {
+    /// The chapter's `Transformer` names (the feed-forward's `nn.Sequential` indices come from
+    /// dl-layers' `PytorchPath`).
+    fn key_layouts() -> &'static [KeyLayout] {
+        &[KeyLayout {
+            name: "chapter Transformer",
+            map: KeyLayout::IDENTITY.map,
+        }]
     }
 }
 

@@ -1,5 +1,5 @@
-//! PyTorch's formats: the checkpoint names of each dl-models network and the entry points
-//! that use them (here), reading `torch.save` files (`read.rs`) and writing them (`write.rs`).
+//! PyTorch's formats: the entry points that name a model's parameters as PyTorch does (here;
+//! each network's [`PytorchModel`] layouts live next to it in dl-models), reading `torch.save` files (`read.rs`) and writing them (`write.rs`).
 
 pub(crate) mod read;
 mod write;
@@ -7,26 +7,16 @@ mod write;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::Module;
 use burn::tensor::Gradients;
-use dl_models::{Cnn, LstmClassifier, LstmForecaster, Mlp, ScratchMlp, TransformerClassifier};
+
+pub use dl_layers::{KeyLayout, KeyMapFn, PytorchModel};
 
 use crate::error::Result;
 use crate::load::{
-    KeyLayout, LoadMode, LoadReport, grads_with_layout, keys_by_burn_path, load_with_layouts,
+    LoadMode, LoadReport, grads_with_layout, keys_by_burn_path, load_with_layouts,
     state_dict_with_layout,
 };
 use crate::state_dict::StateDict;
-
-/// A module whose parameters have known names in PyTorch checkpoints.
-///
-/// The first layout is the one written on export; loading tries each and uses the one that
-/// fits the file best, so both the chapter's `nn.Sequential` and class versions of a network
-/// load into the same model.
-pub trait PytorchModel: Module {
-    /// The naming schemes this model's checkpoints come in, preferred first.
-    fn key_layouts() -> &'static [KeyLayout];
-}
 
 /// Load a PyTorch state dict into `model` (strict by default, as `load_state_dict`).
 ///
@@ -105,114 +95,9 @@ pub(crate) fn primary_layout<M: PytorchModel>() -> KeyLayout {
         .unwrap_or(KeyLayout::IDENTITY)
 }
 
-/// Replace the first path segment using `map`, keeping the rest.
-fn rename_head(path: &str, map: impl Fn(&str) -> Option<String>) -> String {
-    let (head, rest) = path.split_once('.').unwrap_or((path, ""));
-    match map(head) {
-        Some(new) if rest.is_empty() => new,
-        Some(new) => format!("{new}.{rest}"),
-        None => path.to_string(),
-    }
-}
-
-/// `layers.{i}.x` -> `{3 i}.x`: Linear, ReLU, Dropout per hidden layer in `nn.Sequential`.
-fn mlp_sequential(path: &str) -> String {
-    match path.strip_prefix("layers.") {
-        Some(rest) => rename_head(rest, |i| {
-            i.parse::<usize>().ok().map(|i| (3 * i).to_string())
-        }),
-        None => path.to_string(),
-    }
-}
-
-/// The image-classification case's `nn.Sequential` indices.
-fn cnn_sequential(path: &str) -> String {
-    rename_head(path, |head| {
-        let index = match head {
-            "conv1" => 0,
-            "conv2" => 3,
-            "conv3" => 6,
-            "fc1" => 10,
-            "fc2" => 13,
-            _ => return None,
-        };
-        Some(index.to_string())
-    })
-}
-
-// The LSTM models and the Transformer need no renaming beyond dl-layers' `PytorchPath`
-// (`nn.LSTM`'s `_l{k}` suffixes, the feed-forward's `nn.Sequential` indices): their field
-// paths are the chapter's module names.
-
-impl PytorchModel for LstmClassifier {
-    fn key_layouts() -> &'static [KeyLayout] {
-        &[KeyLayout {
-            name: "nn.LSTM",
-            map: KeyLayout::IDENTITY.map,
-        }]
-    }
-}
-
-impl PytorchModel for LstmForecaster {
-    fn key_layouts() -> &'static [KeyLayout] {
-        &[KeyLayout {
-            name: "nn.LSTM",
-            map: KeyLayout::IDENTITY.map,
-        }]
-    }
-}
-
-impl PytorchModel for TransformerClassifier {
-    fn key_layouts() -> &'static [KeyLayout] {
-        &[KeyLayout {
-            name: "chapter Transformer",
-            map: KeyLayout::IDENTITY.map,
-        }]
-    }
-}
-
-impl PytorchModel for Mlp {
-    fn key_layouts() -> &'static [KeyLayout] {
-        &[
-            KeyLayout {
-                name: "nn.Sequential",
-                map: mlp_sequential,
-            },
-            KeyLayout::IDENTITY,
-        ]
-    }
-}
-
-impl PytorchModel for Cnn {
-    fn key_layouts() -> &'static [KeyLayout] {
-        &[
-            KeyLayout::IDENTITY,
-            KeyLayout {
-                name: "nn.Sequential",
-                map: cnn_sequential,
-            },
-        ]
-    }
-}
-
-impl PytorchModel for ScratchMlp {
-    fn key_layouts() -> &'static [KeyLayout] {
-        &[KeyLayout::IDENTITY]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sequential_names() {
-        assert_eq!(mlp_sequential("layers.2.bias"), "6.bias");
-        assert_eq!(mlp_sequential("dropout.x"), "dropout.x");
-        assert_eq!(cnn_sequential("fc1.weight"), "10.weight");
-        assert_eq!(cnn_sequential("conv3.bias"), "6.bias");
-        assert_eq!(cnn_sequential("pool"), "pool");
-    }
 
     #[test]
     fn export_keys_follow_the_module_paths() {

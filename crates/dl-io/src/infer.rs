@@ -613,98 +613,15 @@ fn transformer_classifier(
             "expected `embedding.weight` (nn.Embedding) or `patch_embedding.weight`".into(),
         );
     };
-    let mut layers = 0;
-    let mut d_ff = None;
-    while keys.has(&format!(
-        "transformer_blocks.{layers}.attention.in_proj_weight"
-    )) {
-        let p = format!("transformer_blocks.{layers}");
-        let why = format!("block {layers} of d_model {d}");
-        keys.expect(&format!("{p}.attention.in_proj_weight"), &[3 * d, d], &why)?;
-        keys.expect(&format!("{p}.attention.in_proj_bias"), &[3 * d], &why)?;
-        keys.expect(&format!("{p}.attention.out_proj.weight"), &[d, d], &why)?;
-        keys.expect(&format!("{p}.attention.out_proj.bias"), &[d], &why)?;
-        let (ff_in, ff) = keys.linear(&format!("{p}.feed_forward.0"))?;
-        chained(&format!("{p}.feed_forward.0.weight"), ff_in, d)?;
-        if let Some(first) = d_ff
-            && first != ff
-        {
-            return Err(format!(
-                "`{p}.feed_forward.0.weight` has {ff} outputs, expected {first} as in block 0"
-            ));
-        }
-        d_ff = Some(ff);
-        keys.expect(&format!("{p}.feed_forward.3.weight"), &[d, ff], &why)?;
-        keys.expect(&format!("{p}.feed_forward.3.bias"), &[d], &why)?;
-        for norm in ["norm1", "norm2"] {
-            keys.expect(&format!("{p}.{norm}.weight"), &[d], &why)?;
-            keys.expect(&format!("{p}.{norm}.bias"), &[d], &why)?;
-        }
-        layers += 1;
-    }
+    let (layers, d_ff) = transformer_blocks(&mut keys, d)?;
     let (fc_in, classes) = keys.linear("fc")?;
     chained("fc.weight", fc_in, d)?;
-    // The chapter's table is a plain attribute (not saved); a model that registers it as a
-    // buffer saves `pos_encoding` `[1, max, d]`, which gives its length.
-    let table = match shapes.get("pos_encoding") {
-        Some(shape) => {
-            let shape = shape.clone();
-            keys.get("pos_encoding", shape.len())?;
-            match shape[..] {
-                [1, max, w] | [max, w] if w == d => Some(max),
-                _ => {
-                    return Err(format!(
-                        "`pos_encoding` has shape {shape:?}, expected [1, max_seq_length, {d}]"
-                    ));
-                }
-            }
-        }
-        None => None,
-    };
+    let table = positional_table(shapes, &mut keys, d)?;
     keys.finish()?;
-    let mut assumed = Vec::new();
     let defaults = TransformerClassifierConfig::new();
-    let n_heads = match options.n_heads {
-        Some(h) => {
-            assumed.push(format!("n_heads {h} (given)"));
-            h
-        }
-        None => {
-            assumed.push(format!(
-                "n_heads {} (the chapter's; not in the weights, --heads)",
-                defaults.n_heads
-            ));
-            defaults.n_heads
-        }
-    };
-    if n_heads == 0 || d % n_heads != 0 {
-        return Err(format!(
-            "d_model {d} is not divisible by {n_heads} attention heads (give the heads the \
-             weights were trained with, a divisor of {d}, with --heads)"
-        ));
-    }
-    let max_seq_length = match (table, options.max_seq_length) {
-        (Some(max), _) => max,
-        (None, Some(max)) => {
-            assumed.push(format!("max_seq_length {max} (given)"));
-            max
-        }
-        (None, None) => {
-            assumed.push(format!(
-                "max_seq_length {} (the chapter's; the positional table is not saved, \
-                 --max-seq-length)",
-                defaults.max_seq_length
-            ));
-            defaults.max_seq_length
-        }
-    };
-    let norm_first = options.norm_first.unwrap_or(defaults.norm_first);
-    assumed.push(if options.norm_first.is_some() {
-        format!("norm_first {norm_first} (given)")
-    } else {
-        "post-norm blocks, norm_first false (the chapter's; not in the weights, --norm-first)"
-            .to_string()
-    });
+    let mut assumed = Vec::new();
+    let (n_heads, max_seq_length, norm_first) =
+        transformer_settings(options, d, table, &mut assumed)?;
     let d_ff = d_ff.unwrap_or(defaults.d_ff);
     let mut config = TransformerClassifierConfig::new()
         .with_d_model(d)
@@ -742,6 +659,119 @@ fn transformer_classifier(
         config: ArchitectureConfig::Transformer(config),
         assumed,
     })
+}
+
+/// Check every `transformer_blocks.{i}` of width `d` (attention, feed-forward, norms): the
+/// number of blocks and the feed-forward width, the same in each.
+fn transformer_blocks(
+    keys: &mut Keys<'_>,
+    d: usize,
+) -> std::result::Result<(usize, Option<usize>), String> {
+    let mut layers = 0;
+    let mut d_ff = None;
+    while keys.has(&format!(
+        "transformer_blocks.{layers}.attention.in_proj_weight"
+    )) {
+        let p = format!("transformer_blocks.{layers}");
+        let why = format!("block {layers} of d_model {d}");
+        keys.expect(&format!("{p}.attention.in_proj_weight"), &[3 * d, d], &why)?;
+        keys.expect(&format!("{p}.attention.in_proj_bias"), &[3 * d], &why)?;
+        keys.expect(&format!("{p}.attention.out_proj.weight"), &[d, d], &why)?;
+        keys.expect(&format!("{p}.attention.out_proj.bias"), &[d], &why)?;
+        let (ff_in, ff) = keys.linear(&format!("{p}.feed_forward.0"))?;
+        chained(&format!("{p}.feed_forward.0.weight"), ff_in, d)?;
+        if let Some(first) = d_ff
+            && first != ff
+        {
+            return Err(format!(
+                "`{p}.feed_forward.0.weight` has {ff} outputs, expected {first} as in block 0"
+            ));
+        }
+        d_ff = Some(ff);
+        keys.expect(&format!("{p}.feed_forward.3.weight"), &[d, ff], &why)?;
+        keys.expect(&format!("{p}.feed_forward.3.bias"), &[d], &why)?;
+        for norm in ["norm1", "norm2"] {
+            keys.expect(&format!("{p}.{norm}.weight"), &[d], &why)?;
+            keys.expect(&format!("{p}.{norm}.bias"), &[d], &why)?;
+        }
+        layers += 1;
+    }
+    Ok((layers, d_ff))
+}
+
+/// The length of the positional table when the file holds one. The chapter's table is a
+/// plain attribute (not saved); a model that registers it as a buffer saves `pos_encoding`
+/// `[1, max, d]`, which gives its length.
+fn positional_table(
+    shapes: &Shapes,
+    keys: &mut Keys<'_>,
+    d: usize,
+) -> std::result::Result<Option<usize>, String> {
+    let Some(shape) = shapes.get("pos_encoding") else {
+        return Ok(None);
+    };
+    let shape = shape.clone();
+    keys.get("pos_encoding", shape.len())?;
+    match shape[..] {
+        [1, max, w] | [max, w] if w == d => Ok(Some(max)),
+        _ => Err(format!(
+            "`pos_encoding` has shape {shape:?}, expected [1, max_seq_length, {d}]"
+        )),
+    }
+}
+
+/// What the weights do not say about a Transformer of width `d`: the heads, the positional
+/// table's length (unless the file held it, `table`) and the norm placement, each from
+/// `options` or the chapter's default, noted in `assumed`.
+fn transformer_settings(
+    options: &InferOptions,
+    d: usize,
+    table: Option<usize>,
+    assumed: &mut Vec<String>,
+) -> std::result::Result<(usize, usize, bool), String> {
+    let defaults = TransformerClassifierConfig::new();
+    let n_heads = match options.n_heads {
+        Some(h) => {
+            assumed.push(format!("n_heads {h} (given)"));
+            h
+        }
+        None => {
+            assumed.push(format!(
+                "n_heads {} (the chapter's; not in the weights, --heads)",
+                defaults.n_heads
+            ));
+            defaults.n_heads
+        }
+    };
+    if n_heads == 0 || !d.is_multiple_of(n_heads) {
+        return Err(format!(
+            "d_model {d} is not divisible by {n_heads} attention heads (give the heads the \
+             weights were trained with, a divisor of {d}, with --heads)"
+        ));
+    }
+    let max_seq_length = match (table, options.max_seq_length) {
+        (Some(max), _) => max,
+        (None, Some(max)) => {
+            assumed.push(format!("max_seq_length {max} (given)"));
+            max
+        }
+        (None, None) => {
+            assumed.push(format!(
+                "max_seq_length {} (the chapter's; the positional table is not saved, \
+                 --max-seq-length)",
+                defaults.max_seq_length
+            ));
+            defaults.max_seq_length
+        }
+    };
+    let norm_first = options.norm_first.unwrap_or(defaults.norm_first);
+    assumed.push(if options.norm_first.is_some() {
+        format!("norm_first {norm_first} (given)")
+    } else {
+        "post-norm blocks, norm_first false (the chapter's; not in the weights, --norm-first)"
+            .to_string()
+    });
+    Ok((n_heads, max_seq_length, norm_first))
 }
 
 /// The chapter's NumPy `DeepNeuralNetwork` as dl-models saves it: `weights.{l}` `[out, in]`

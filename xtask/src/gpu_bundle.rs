@@ -15,7 +15,7 @@
 //!    `--as-needed` would drop them and LibTorch would see no CUDA) and
 //!    `--allow-shlib-undefined` (their CUDA dependencies are not installed here);
 //! 4. checks with `readelf` that the binary needs `libtorch_cuda.so`, and writes it gzipped
-//!    (78 MB → 19 MB, under the 64 MiB a `device` call carries) as `xtask.gz` with a `BUNDLE`
+//!    (78 MB → 19 MB, one small file to copy) as `xtask.gz` with a `BUNDLE`
 //!    file (PyTorch version, commit, features) into `target/gpu-bundle/`.
 //!
 //! No rpath is embedded: `scripts/gpu-parity.sh` sets `LD_LIBRARY_PATH` to the `torch/lib`

@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use dl_models::{
-    CnnConfig, LstmClassifierConfig, LstmForecasterConfig, MlpConfig, ModelKind, ScratchMlpConfig,
-    TransformerClassifierConfig,
+    CnnConfig, LstmClassifierConfig, LstmForecasterConfig, MlpConfig, ModelConfig, ModelKind,
+    ScratchMlpConfig, TransformerClassifierConfig,
 };
 
 use crate::error::{Error, Result};
@@ -24,39 +24,6 @@ use crate::state_dict::StateDict;
 
 /// Key -> shape of a state dict.
 pub type Shapes = BTreeMap<String, Vec<usize>>;
-
-/// The configuration of an inferred network, in its dl-models type.
-#[derive(Debug, Clone)]
-pub enum ArchitectureConfig {
-    /// [`ModelKind::Mlp`].
-    Mlp(MlpConfig),
-    /// [`ModelKind::Cnn`] and [`ModelKind::ImageCnn`].
-    Cnn(CnnConfig),
-    /// [`ModelKind::Lstm`].
-    Lstm(LstmClassifierConfig),
-    /// [`ModelKind::Transformer`].
-    Transformer(TransformerClassifierConfig),
-    /// [`ModelKind::Scratch`].
-    Scratch(ScratchMlpConfig),
-    /// [`ModelKind::Forecast`].
-    Forecaster(LstmForecasterConfig),
-}
-
-impl ArchitectureConfig {
-    /// The configuration as JSON (the dl-models `XConfig`'s serde form, as dl checkpoints
-    /// record it).
-    pub fn to_json(&self) -> serde_json::Value {
-        let value = match self {
-            ArchitectureConfig::Mlp(c) => serde_json::to_value(c),
-            ArchitectureConfig::Cnn(c) => serde_json::to_value(c),
-            ArchitectureConfig::Lstm(c) => serde_json::to_value(c),
-            ArchitectureConfig::Transformer(c) => serde_json::to_value(c),
-            ArchitectureConfig::Scratch(c) => serde_json::to_value(c),
-            ArchitectureConfig::Forecaster(c) => serde_json::to_value(c),
-        };
-        value.unwrap_or(serde_json::Value::Null)
-    }
-}
 
 /// What the weights cannot tell; `None` takes the chapter's default and records it in
 /// [`InferredArchitecture::assumed`].
@@ -84,7 +51,7 @@ pub struct InferredArchitecture {
     /// The key layout the state dict uses (as in [`crate::LoadReport::layout`]).
     pub layout: &'static str,
     /// The full configuration (inferred sizes plus assumed settings).
-    pub config: ArchitectureConfig,
+    pub config: ModelConfig,
     /// The sizes read from the shapes, in the order a reader expects them.
     pub sizes: Vec<(&'static str, serde_json::Value)>,
     /// The settings taken from options or defaults, each with where it came from.
@@ -369,7 +336,7 @@ fn mlp(
             ("hidden_sizes", usizes(hidden)),
             ("num_classes", (*classes).into()),
         ],
-        config: ArchitectureConfig::Mlp(config),
+        config: ModelConfig::Mlp(config),
         assumed,
     })
 }
@@ -480,7 +447,7 @@ fn cnn(
             ("hidden_size", hidden.into()),
             ("num_classes", classes.into()),
         ],
-        config: ArchitectureConfig::Cnn(config),
+        config: ModelConfig::Cnn(config),
         assumed,
     })
 }
@@ -557,7 +524,7 @@ fn lstm_forecaster(
             ("num_layers", layers.into()),
             ("horizon", horizon.into()),
         ],
-        config: ArchitectureConfig::Forecaster(config),
+        config: ModelConfig::Forecast(config),
         assumed,
     })
 }
@@ -590,7 +557,7 @@ fn lstm_classifier(
             ("num_layers", layers.into()),
             ("num_classes", classes.into()),
         ],
-        config: ArchitectureConfig::Lstm(config),
+        config: ModelConfig::Lstm(config),
         assumed,
     })
 }
@@ -656,7 +623,7 @@ fn transformer_classifier(
         architecture: ModelKind::Transformer,
         layout: "chapter Transformer",
         sizes,
-        config: ArchitectureConfig::Transformer(config),
+        config: ModelConfig::Transformer(config),
         assumed,
     })
 }
@@ -806,7 +773,7 @@ fn scratch_mlp(
         architecture: ModelKind::Scratch,
         layout: "identity",
         sizes: vec![("layer_sizes", usizes(&sizes))],
-        config: ArchitectureConfig::Scratch(config),
+        config: ModelConfig::Scratch(config),
         assumed,
     })
 }
@@ -844,7 +811,7 @@ mod tests {
             let found = infer(&state, &InferOptions::default());
             assert_eq!(found.architecture, ModelKind::Mlp);
             assert_eq!(found.layout, "nn.Sequential");
-            let ArchitectureConfig::Mlp(got) = &found.config else {
+            let ModelConfig::Mlp(got) = &found.config else {
                 panic!("{found:?}")
             };
             assert_eq!(got, &config, "{hidden:?}");
@@ -882,7 +849,7 @@ mod tests {
                 ModelKind::Cnn
             };
             assert_eq!(found.architecture, expected);
-            let ArchitectureConfig::Cnn(got) = &found.config else {
+            let ModelConfig::Cnn(got) = &found.config else {
                 panic!("{found:?}")
             };
             assert_eq!(got, &config);
@@ -892,7 +859,7 @@ mod tests {
             let sequential = crate::state_dict_with_layout(&model, &layout);
             let found = infer(&sequential, &InferOptions::default());
             assert_eq!(found.layout, "nn.Sequential");
-            let ArchitectureConfig::Cnn(got) = &found.config else {
+            let ModelConfig::Cnn(got) = &found.config else {
                 panic!("{found:?}")
             };
             assert_eq!(got, &config);
@@ -915,7 +882,7 @@ mod tests {
                     "LstmForecaster: input_size 1, hidden_size {hidden}, num_layers {layers}, horizon {horizon}"
                 )
             );
-            let ArchitectureConfig::Forecaster(got) = &found.config else {
+            let ModelConfig::Forecast(got) = &found.config else {
                 panic!("{found:?}")
             };
             assert_eq!(
@@ -933,7 +900,7 @@ mod tests {
             .with_hidden_size(3);
         let state = to_pytorch_state_dict(&config.init(&device()).unwrap());
         let found = infer(&state, &InferOptions::default());
-        let ArchitectureConfig::Cnn(got) = &found.config else {
+        let ModelConfig::Cnn(got) = &found.config else {
             panic!()
         };
         assert_eq!(got.image_size, 16);
@@ -946,7 +913,7 @@ mod tests {
             image_size: Some(20),
             ..Default::default()
         };
-        let ArchitectureConfig::Cnn(got) = infer(&state, &given).config else {
+        let ModelConfig::Cnn(got) = infer(&state, &given).config else {
             panic!()
         };
         assert_eq!(got.image_size, 20);
@@ -971,7 +938,7 @@ mod tests {
             let state = to_pytorch_state_dict(&config.init(&device()).unwrap());
             let found = infer(&state, &InferOptions::default());
             assert_eq!(found.architecture, ModelKind::Lstm);
-            let ArchitectureConfig::Lstm(got) = &found.config else {
+            let ModelConfig::Lstm(got) = &found.config else {
                 panic!("{found:?}")
             };
             assert_eq!(
@@ -1039,7 +1006,7 @@ mod tests {
             };
             let found = infer(&state, &options);
             assert_eq!(found.architecture, ModelKind::Transformer);
-            let ArchitectureConfig::Transformer(got) = &found.config else {
+            let ModelConfig::Transformer(got) = &found.config else {
                 panic!("{found:?}")
             };
             assert_eq!(
@@ -1098,7 +1065,7 @@ mod tests {
             "t",
         )
         .unwrap();
-        let ArchitectureConfig::Transformer(got) = found.config else {
+        let ModelConfig::Transformer(got) = found.config else {
             panic!()
         };
         assert_eq!((got.max_seq_length, got.n_heads), (30, 4));
@@ -1111,7 +1078,7 @@ mod tests {
             let state = to_pytorch_state_dict(&config.init(&device()).unwrap());
             let found = infer(&state, &InferOptions::default());
             assert_eq!(found.architecture, ModelKind::Scratch);
-            let ArchitectureConfig::Scratch(got) = &found.config else {
+            let ModelConfig::Scratch(got) = &found.config else {
                 panic!("{found:?}")
             };
             assert_eq!(got.layer_sizes, sizes);

@@ -35,9 +35,7 @@ pub use checkpoint::{
 pub use digits::{DigitFile, DigitFileError};
 pub use error::{Error, Result};
 pub use finite::NonFiniteCount;
-pub use infer::{
-    ArchitectureConfig, InferOptions, InferredArchitecture, Shapes, infer_architecture,
-};
+pub use infer::{InferOptions, InferredArchitecture, Shapes, infer_architecture};
 pub use load::{
     LoadMode, LoadReport, ShapeMismatch, grads_with_layout, load_with_layouts,
     state_dict_with_layout,

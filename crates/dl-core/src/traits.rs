@@ -88,3 +88,26 @@ impl<const D: usize> FromTensorData for Tensor<D> {
         Ok(Tensor::from_data(data, device))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_tensor_data_rejects_a_wrong_rank_or_integer_values_with_both_named() {
+        let device = crate::BackendKind::Flex.device().unwrap();
+        let floats = TensorData::new(vec![1.0f32; 6], [2, 3]);
+        let err = Tensor::<3>::from_tensor_data(floats.clone(), &device).unwrap_err();
+        assert!(err.to_string().contains("rank 3"), "{err}");
+        assert!(err.to_string().contains("[2, 3]"), "{err}");
+
+        let ints = TensorData::new(vec![1i64; 6], [2, 3]);
+        let err = Tensor::<2>::from_tensor_data(ints, &device).unwrap_err();
+        assert!(err.to_string().contains("floating-point"), "{err}");
+        assert!(err.to_string().contains("I64"), "{err}");
+
+        let ok = Tensor::<2>::from_tensor_data(floats, &device).unwrap();
+        assert_eq!(ok.into_data().to_vec::<f32>().unwrap(), vec![1.0; 6]);
+    }
+}

@@ -93,6 +93,10 @@ impl ModelConfig {
     /// assert_eq!((lstm.input_size, lstm.hidden_size), (10, 64));
     /// assert_eq!(config.dropout(), 0.2);
     /// assert_eq!(config.with_dropout(0.0).dropout(), 0.0);
+    ///
+    /// let typo = serde_json::json!({"model": "lstm", "hiden_size": 8});
+    /// let err = ModelConfig::from_case(ModelKind::Lstm, &typo, &["model"]).unwrap_err();
+    /// assert!(err.to_string().contains("hiden_size"), "{err}");
     /// # Ok::<(), dl_core::Error>(())
     /// ```
     pub fn from_case(kind: ModelKind, case: &serde_json::Value, ignore: &[&str]) -> Result<Self> {

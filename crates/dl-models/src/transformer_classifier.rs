@@ -337,6 +337,21 @@ mod tests {
     use dl_core::BackendKind;
 
     #[test]
+    fn from_tensor_data_rejects_ids_of_the_wrong_rank_and_booleans() {
+        let device = BackendKind::Flex.device().unwrap();
+        for data in [
+            TensorData::new(vec![1i64; 6], [1, 2, 3]),
+            TensorData::new(vec![true; 3], [1, 3]),
+        ] {
+            let err = TransformerInput::from_tensor_data(data, &device).unwrap_err();
+            assert!(err.to_string().contains("token ids [batch, seq]"), "{err}");
+        }
+        let patches = TensorData::new(vec![0.5f32; 4], [2, 2]);
+        let err = TransformerInput::from_tensor_data(patches, &device).unwrap_err();
+        assert!(err.to_string().contains("rank 3"), "{err}");
+    }
+
+    #[test]
     fn parameter_count_matches_pytorch() {
         let device = BackendKind::Flex.device().unwrap();
         // PyTorch: Transformer(1000, 64, 8, 2, 256, 100, 10) has 164_618 parameters.

@@ -108,6 +108,6 @@ mod tests {
         assert!(err.to_string().contains("I64"), "{err}");
 
         let ok = Tensor::<2>::from_tensor_data(floats, &device).unwrap();
-        assert_eq!(ok.into_data().to_vec::<f32>().unwrap(), vec![1.0; 6]);
+        assert_eq!(ok.into_data().try_to_vec::<f32>().unwrap(), vec![1.0; 6]);
     }
 }

@@ -1,39 +1,37 @@
-//! A 2-D convolution whose weight gradient is one matrix product, as a Burn backend extension.
+//! A 2-D convolution with both gradients as matrix products, as a Burn backend extension.
 //!
-//! Burn's autodiff differentiates `conv2d` with backend-generic rules. The input gradient is a
-//! transposed convolution, which Flex runs as gemm + col2im (fast). The weight gradient is
-//! computed as *another convolution*: the input with batch and channels swapped, convolved
-//! with the output gradient as its kernel, a kernel as large as the output plane (28 x 28 for
-//! the chapter's first layer). Flex sends that shape, three output positions wide, to its
-//! direct-convolution loop, and under perf it was the largest part of a CNN training step.
+//! Burn's autodiff differentiates `conv2d` with backend-generic rules: the input gradient as a
+//! transposed convolution and the weight gradient as *another convolution* (the input with
+//! batch and channels swapped, convolved with the output gradient, a kernel as large as the
+//! output plane), which Flex sent to its direct-convolution loop. Flex's forward convolution
+//! converted the input to channels-last, built its columns in tiles and scattered each tile's
+//! product back into the NCHW output element by element; and every Flex matmul zero-fills and
+//! then copies its result (see `gemm.rs`).
 //!
-//! [`Conv2dOps::conv2d_gemm`] keeps Flex's forward convolution and the transposed-convolution
-//! input gradient, and computes the weight gradient as PyTorch's CPU backend does, as a
-//! product with the unfolded input:
+//! [`Conv2dOps::conv2d_gemm`] runs the forward pass and both gradients as PyTorch's CPU
+//! backend does without oneDNN, one example at a time on its unfolded (im2col) input
+//! (`conv2d_host.rs`): `Y_n = W U_n + b` written straight into the output, `dW = Σ_n dY_n U_nᵀ`,
+//! `dX_n = fold(Wᵀ dY_n)`, with the products in `gemm` and the examples split across the
+//! thread pool when there is enough work. The bias gradient is the sum of `dY` over batch and
+//! positions. Backends without the kernel (NdArray, LibTorch, wgpu, CUDA) are not routed here:
+//! [`conv2d`] returns `None` and the caller keeps Burn's `Conv2d`.
 //!
-//! `dW[o, (c, ky, kx)] = Σ_(n, y, x) dY[n, o, y, x] · X[n, c, y·s + ky − p, x·s + kx − p]`
-//!
-//! i.e. `dW = dY' · U` with `dY'` the output gradient as `[C_out, N·H_out·W_out]` and `U` the
-//! unfolded (im2col) input `[N·H_out·W_out, C·k_h·k_w]`, built here from host memory, and the
-//! bias gradient as the sum of `dY` over batch and positions. Backends without the kernel
-//! (NdArray, LibTorch, wgpu, CUDA) are not routed here: [`conv2d`] returns `None` and the
-//! caller keeps Burn's `Conv2d`.
-//!
-//! Numerics against PyTorch: the forward pass is Flex's own convolution (unchanged); the
-//! weight gradient sums the same products in another order (one gemm over all positions), so
-//! it agrees with PyTorch's to f32 rounding (checked against Burn's generic rule and against
-//! finite differences in this file's tests, and against PyTorch in the model parity tests).
+//! Numerics against PyTorch: the same products, summed in another order (a gemm's blocking;
+//! the weight gradient over examples in order, or per thread and then across threads), so
+//! outputs and gradients agree with PyTorch's and with Burn's generic rules to f32 rounding
+//! (checked against Burn's `conv2d` and its gradients and against finite differences in this
+//! file's tests, and against PyTorch in the model parity tests).
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Device, Shape, Tensor};
 
+use crate::conv2d_host::{self, Dims};
 use crate::host::HostTensors;
 
 /// The convolution with a gemm weight gradient, per backend.
@@ -112,10 +110,6 @@ pub fn conv2d(
     Some(Tensor::from_dispatch(out))
 }
 
-fn options(stride: usize, padding: usize) -> ConvOptions<2> {
-    ConvOptions::new([stride, stride], [padding, padding], [1, 1], 1)
-}
-
 impl Conv2dOps for Flex {
     fn conv2d_gemm(
         x: FloatTensor<Self>,
@@ -124,112 +118,16 @@ impl Conv2dOps for Flex {
         stride: usize,
         padding: usize,
     ) -> FloatTensor<Self> {
-        Self::conv2d(x, weight, Some(bias), options(stride, padding))
+        let shape = x.shape();
+        let d = Dims::new(&shape, &weight.shape(), stride, padding);
+        let y = conv2d_host::forward(
+            &Self::host_values(&x),
+            &Self::host_values(&weight),
+            &Self::host_values(&bias),
+            d,
+        );
+        Self::from_host(y, Shape::new([d.batch, d.out_channels, d.out_h, d.out_w]))
     }
-}
-
-/// Sizes of one convolution.
-#[derive(Debug, Clone, Copy)]
-struct Dims {
-    batch: usize,
-    channels: usize,
-    height: usize,
-    width: usize,
-    kh: usize,
-    kw: usize,
-    out_h: usize,
-    out_w: usize,
-    stride: usize,
-    padding: usize,
-}
-
-impl Dims {
-    fn new(x: &Shape, weight: &Shape, stride: usize, padding: usize) -> Self {
-        let out = |size: usize, k: usize| (size + 2 * padding - k) / stride + 1;
-        Self {
-            batch: x[0],
-            channels: x[1],
-            height: x[2],
-            width: x[3],
-            kh: weight[2],
-            kw: weight[3],
-            out_h: out(x[2], weight[2]),
-            out_w: out(x[3], weight[3]),
-            stride,
-            padding,
-        }
-    }
-}
-
-/// The unfolded input, transposed: `[C·k_h·k_w, N·H_out·W_out]`, row `(c, ky, kx)`, column
-/// `(n, y, x)`, zeros where the window reaches into the padding. This order makes the inner
-/// loop a contiguous copy of an input row (stride 1), and the gemm reads it transposed for
-/// free (Flex's matmul takes strides).
-fn unfold_transposed(x: &[f32], d: Dims) -> Vec<f32> {
-    let positions = d.out_h * d.out_w;
-    let columns = d.batch * positions;
-    let mut out = vec![0.0f32; d.channels * d.kh * d.kw * columns];
-    let plane = d.height * d.width;
-    // For offset `k` along an axis of input size `size`: the output positions whose input
-    // position `o·s + k − p` is inside the image.
-    let valid = |k: usize, size: usize, out: usize| {
-        let first = d.padding.saturating_sub(k).div_ceil(d.stride);
-        let last = (size + d.padding)
-            .checked_sub(k + 1)
-            .map_or(0, |m| (m / d.stride + 1).min(out));
-        first..last.max(first)
-    };
-    for c in 0..d.channels {
-        for ky in 0..d.kh {
-            let ys = valid(ky, d.height, d.out_h);
-            for kx in 0..d.kw {
-                let xs = valid(kx, d.width, d.out_w);
-                let row = (c * d.kh + ky) * d.kw + kx;
-                let row = &mut out[row * columns..(row + 1) * columns];
-                for n in 0..d.batch {
-                    let image = &x[(n * d.channels + c) * plane..][..plane];
-                    let dest = &mut row[n * positions..(n + 1) * positions];
-                    if xs.is_empty() {
-                        continue;
-                    }
-                    for y in ys.clone() {
-                        let iy = y * d.stride + ky - d.padding;
-                        let source = &image[iy * d.width..(iy + 1) * d.width];
-                        let dest = &mut dest[y * d.out_w..(y + 1) * d.out_w];
-                        if d.stride == 1 {
-                            let from = xs.start + kx - d.padding;
-                            dest[xs.clone()].copy_from_slice(&source[from..from + xs.len()]);
-                        } else {
-                            for ox in xs.clone() {
-                                dest[ox] = source[ox * d.stride + kx - d.padding];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The weight gradient `[C_out, C, k_h, k_w]` as one product (see the module's text).
-fn weight_grad<B: HostTensors>(
-    x: &FloatTensor<B>,
-    grad: FloatTensor<B>,
-    d: Dims,
-) -> FloatTensor<B> {
-    let out_channels = grad.shape()[1];
-    let positions = d.out_h * d.out_w;
-    let unfolded = B::from_host(
-        unfold_transposed(&B::host_values(x), d),
-        Shape::new([d.channels * d.kh * d.kw, d.batch * positions]),
-    );
-    // dY [N, C_out, P] → [C_out, N·P].
-    let grad = B::float_reshape(grad, Shape::new([d.batch, out_channels, positions]));
-    let grad = B::float_swap_dims(grad, 0, 1);
-    let grad = B::float_reshape(grad, Shape::new([out_channels, d.batch * positions]));
-    let dw = B::float_matmul(grad, B::float_transpose(unfolded));
-    B::float_reshape(dw, Shape::new([out_channels, d.channels, d.kh, d.kw]))
 }
 
 /// What the backward pass keeps from the forward pass.
@@ -261,12 +159,14 @@ impl<B: HostTensors> Backward<B, 3> for Conv2dBackward {
             let g = B::float_sum_dim(B::float_sum_dim(g, 2), 0);
             grads.register::<B>(node.id, B::float_reshape(g, Shape::new([out_channels])));
         }
+        let g = B::host_values(&grad);
         if let Some(node) = weight_node {
-            grads.register::<B>(node.id, weight_grad::<B>(&x, grad.clone(), dims));
+            let dw = conv2d_host::weight_grad(&B::host_values(&x), &g, dims);
+            grads.register::<B>(node.id, B::from_host(dw, weight.shape()));
         }
         if let Some(node) = x_node {
-            let options = options(dims.stride, dims.padding);
-            grads.register::<B>(node.id, B::conv2d_x_backward(x, weight, grad, options));
+            let dx = conv2d_host::input_grad(&B::host_values(&weight), &g, dims);
+            grads.register::<B>(node.id, B::from_host(dx, x.shape()));
         }
     }
 }
@@ -305,6 +205,7 @@ impl<B: HostTensors + Conv2dOps, C: CheckpointStrategy> Conv2dOps for Autodiff<B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::backend::ops::ConvOptions;
     use burn::tensor::{Distribution, TensorData};
     use dl_core::{Tolerance, assert_close};
 

@@ -8,22 +8,29 @@
 //! | kernel | file | native on | numerics |
 //! |---|---|---|---|
 //! | LSTM recurrence (forward + backpropagation through time) | `lstm.rs`, `lstm_host.rs` | Flex | PyTorch's equations; `σ`/`tanh` within 3e-7 relative |
-//! | 2-D convolution with a one-product weight gradient | `conv2d.rs` | Flex | forward unchanged (Flex's); gradients PyTorch's, summed in another order |
+//! | 2-D convolution and both gradients as per-example products on the unfolded input | `conv2d.rs`, `conv2d_host.rs` | Flex | PyTorch's, summed in another order |
 //! | softmax over the last axis with a one-pass backward | `softmax.rs` | Flex | forward Flex's; backward PyTorch's formula |
 //! | layer normalisation over the last axis with a one-pass backward | `layer_norm.rs` | Flex | PyTorch's definition; two-pass mean and variance in f32 |
 //! | ReLU + 2x2 stride-2 max-pool in one pass, one byte per output for the backward | `relu_max_pool.rs` | Flex | exact, PyTorch's tie and NaN rules |
 //! | inverted dropout with a hashed mask, recomputed in the backward pass | `dropout.rs` | Flex | PyTorch's definition; another random stream |
 //! | vectorisable `exp`, `sigmoid`, `tanh` | `simd_math.rs` | every CPU | Cephes, within 2–3 ulp |
 //!
-//! No `unsafe`: the SIMD code is plain loops compiled per instruction set by
-//! [`pulp::Arch::dispatch`].
+//! | matrix products on host slices (the convolution's and the LSTM step's) | `gemm.rs` | Flex | `gemm`'s, as Flex's matmul |
+//!
+//! One `unsafe` block, in `gemm.rs`: the call to `gemm::gemm` on slices whose sizes it checks
+//! first (that file says why and how it is tested). The SIMD code is plain loops compiled per
+//! instruction set by [`pulp::Arch::dispatch`].
 
 #[cfg(feature = "flex")]
 mod conv2d;
 #[cfg(feature = "flex")]
+mod conv2d_host;
+#[cfg(feature = "flex")]
 mod dropout;
 #[cfg(test)]
 mod finite_differences;
+#[cfg(feature = "flex")]
+mod gemm;
 #[cfg(feature = "flex")]
 mod host;
 #[cfg(feature = "flex")]

@@ -27,6 +27,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::tensor::{DType, Device, Shape, Tensor};
 
+use crate::gemm::{MatRef, product};
 use crate::host::HostTensors;
 use crate::lstm_host::{self, Dims, Recurrent};
 
@@ -179,33 +180,42 @@ macro_rules! host_lstm_ops {
 
 host_lstm_ops!(Flex);
 
-/// `W_hh` and the products with it, through the backend's matmul.
-struct Weights<B: Backend> {
-    w_hh: FloatTensor<B>,
-    w_hh_t: FloatTensor<B>,
+/// `W_hh` `[4H, H]` on the host and the two products with it, written into fresh vectors by
+/// [`crate::gemm`] (through the backend's matmul each step paid for an extra zero-filled and
+/// copied output; see that file).
+struct Weights {
+    w_hh: Vec<f32>,
     dims: Dims,
 }
 
-impl<B: HostTensors> Weights<B> {
-    fn new(w_hh: FloatTensor<B>, dims: Dims) -> Self {
+impl Weights {
+    fn new<B: HostTensors>(w_hh: &FloatTensor<B>, dims: Dims) -> Self {
         Self {
-            w_hh_t: B::float_transpose(w_hh.clone()),
-            w_hh,
+            w_hh: B::host_values(w_hh).into_owned(),
             dims,
         }
     }
+
+    fn w_hh(&self) -> MatRef<'_> {
+        MatRef::row_major(&self.w_hh, 4 * self.dims.hidden, self.dims.hidden)
+    }
 }
 
-impl<B: HostTensors> Recurrent for Weights<B> {
+impl Recurrent for Weights {
     fn hidden_to_gates(&self, h: &[f32]) -> Vec<f32> {
-        let h = B::from_host(h.to_vec(), Shape::new([self.dims.batch, self.dims.hidden]));
-        B::to_host(B::float_matmul(h, self.w_hh_t.clone()))
+        let (b, hidden) = (self.dims.batch, self.dims.hidden);
+        let mut gates = vec![0.0; b * 4 * hidden];
+        let h = MatRef::row_major(h, b, hidden);
+        product(&mut gates, h, self.w_hh().t(), false, true);
+        gates
     }
 
     fn gates_to_hidden(&self, dz: &[f32]) -> Vec<f32> {
-        let shape = Shape::new([self.dims.batch, 4 * self.dims.hidden]);
-        let dz = B::from_host(dz.to_vec(), shape);
-        B::to_host(B::float_matmul(dz, self.w_hh.clone()))
+        let (b, hidden) = (self.dims.batch, self.dims.hidden);
+        let mut dh = vec![0.0; b * hidden];
+        let dz = MatRef::row_major(dz, b, 4 * hidden);
+        product(&mut dh, dz, self.w_hh(), false, true);
+        dh
     }
 }
 
@@ -243,7 +253,7 @@ fn forward<B: HostTensors>(
     reverse: bool,
     keep_gates: bool,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
-    let weights = Weights::<B>::new(w_hh, dims);
+    let weights = Weights::new::<B>(&w_hh, dims);
     let out = lstm_host::forward(
         dims,
         &B::host_values(&projected),
@@ -285,7 +295,7 @@ impl<B: HostTensors> Backward<B, 4> for RecurrenceBackward {
         let grad = grads.consume::<B>(&ops.node);
         let saved = ops.state;
         let dims = saved.dims;
-        let weights = Weights::<B>::new(saved.w_hh, dims);
+        let weights = Weights::new::<B>(&saved.w_hh, dims);
         let back = lstm_host::backward(
             dims,
             &B::host_values(&grad),

@@ -83,6 +83,10 @@ impl Dims {
         }
     }
 
+    fn out_len(self) -> usize {
+        self.planes * (self.height / 2) * (self.width / 2)
+    }
+
     fn out_shape(self, shape: &Shape) -> Shape {
         Shape::new([shape[0], shape[1], self.height / 2, self.width / 2])
     }
@@ -90,61 +94,86 @@ impl Dims {
 
 /// The winner of one window `[a, b, c, d]` (row-major) and the output: the first maximum, the
 /// last NaN if any; `NONE` and 0 when the maximum is not positive.
-#[inline]
+///
+/// Branch-free (selects, not jumps): the signs of a ReLU's inputs are as good as random, and a
+/// mispredicted branch per window cost more than the rest of the pass.
+#[inline(always)]
 fn window(values: [f32; 4]) -> (f32, u8) {
     let mut best = values[0];
     let mut at = 0u8;
-    for (k, &v) in values.iter().enumerate().skip(1) {
-        if v > best || v.is_nan() {
-            best = v;
-            at = k as u8;
-        }
+    for (k, &v) in (1u8..).zip(&values[1..]) {
+        let take = (v > best) | v.is_nan();
+        best = if take { v } else { best };
+        at = if take { k } else { at };
     }
-    if best > 0.0 || best.is_nan() {
-        (best, at)
-    } else {
-        (0.0, NONE)
-    }
+    let keep = (best > 0.0) | best.is_nan();
+    (if keep { best } else { 0.0 }, if keep { at } else { NONE })
 }
 
 /// The output and, when `codes` is given, each output's winner (see [`window`]).
-fn forward_host(x: &[f32], d: Dims, mut codes: Option<&mut Vec<u8>>) -> Vec<f32> {
-    let (out_h, out_w) = (d.height / 2, d.width / 2);
-    let mut out = Vec::with_capacity(d.planes * out_h * out_w);
-    for plane in x.chunks_exact(d.height * d.width).take(d.planes) {
-        for i in 0..out_h {
-            let top = &plane[2 * i * d.width..][..2 * out_w];
-            let bottom = &plane[(2 * i + 1) * d.width..][..2 * out_w];
-            for (t, b) in top.chunks_exact(2).zip(bottom.chunks_exact(2)) {
-                let (y, code) = window([t[0], t[1], b[0], b[1]]);
-                out.push(y);
-                if let Some(codes) = codes.as_deref_mut() {
-                    codes.push(code);
-                }
-            }
+fn forward_host(x: &[f32], d: Dims, codes: Option<&mut Vec<u8>>) -> Vec<f32> {
+    let mut out = vec![0.0f32; d.out_len()];
+    match codes {
+        Some(codes) => {
+            codes.clear();
+            codes.resize(out.len(), NONE);
+            pool::<true>(x, d, &mut out, codes);
         }
+        None => pool::<false>(x, d, &mut out, &mut []),
     }
     out
 }
 
-/// The input gradient: each output's gradient at its window's winner, zeros elsewhere.
-fn backward_host(grad: &[f32], codes: &[u8], d: Dims) -> Vec<f32> {
+/// One pass over the windows, row pair by row pair; `codes` is written when `CODES`.
+fn pool<const CODES: bool>(x: &[f32], d: Dims, out: &mut [f32], codes: &mut [u8]) {
     let (out_h, out_w) = (d.height / 2, d.width / 2);
-    let mut dx = vec![0.0f32; d.planes * d.height * d.width];
-    let per_plane = out_h * out_w;
-    for (p, plane) in dx.chunks_exact_mut(d.height * d.width).enumerate() {
-        let grad = &grad[p * per_plane..][..per_plane];
-        let codes = &codes[p * per_plane..][..per_plane];
+    for (p, plane) in x
+        .chunks_exact(d.height * d.width)
+        .take(d.planes)
+        .enumerate()
+    {
         for i in 0..out_h {
-            for j in 0..out_w {
-                let code = codes[i * out_w + j];
-                if code == NONE {
-                    continue;
+            let top = &plane[2 * i * d.width..][..2 * out_w];
+            let bottom = &plane[(2 * i + 1) * d.width..][..2 * out_w];
+            let at = (p * out_h + i) * out_w;
+            let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+            let out_row = &mut out[at..][..out_w];
+            if CODES {
+                let code_row = &mut codes[at..][..out_w];
+                for ((t, b), (y, code)) in pairs.zip(out_row.iter_mut().zip(code_row)) {
+                    (*y, *code) = window([t[0], t[1], b[0], b[1]]);
                 }
-                let (dy, dx_) = (usize::from(code / 2), usize::from(code % 2));
-                plane[(2 * i + dy) * d.width + 2 * j + dx_] = grad[i * out_w + j];
+            } else {
+                for ((t, b), y) in pairs.zip(out_row) {
+                    *y = window([t[0], t[1], b[0], b[1]]).0;
+                }
             }
         }
+    }
+}
+
+/// The input gradient: each output's gradient at its window's winner, zeros elsewhere (and in
+/// an odd last row or column). Written in order, row by row, rather than zero-filled and
+/// scattered into.
+fn backward_host(grad: &[f32], codes: &[u8], d: Dims) -> Vec<f32> {
+    let (out_h, out_w) = (d.height / 2, d.width / 2);
+    let mut dx = Vec::with_capacity(d.planes * d.height * d.width);
+    for p in 0..d.planes {
+        for i in 0..out_h {
+            let at = (p * out_h + i) * out_w;
+            let (grad, codes) = (&grad[at..][..out_w], &codes[at..][..out_w]);
+            for first in [0u8, 2] {
+                let row = grad.iter().zip(codes).flat_map(|(&g, &code)| {
+                    [
+                        if code == first { g } else { 0.0 },
+                        if code == first + 1 { g } else { 0.0 },
+                    ]
+                });
+                dx.extend(row);
+                dx.extend(std::iter::repeat_n(0.0, d.width % 2));
+            }
+        }
+        dx.extend(std::iter::repeat_n(0.0, (d.height % 2) * d.width));
     }
     dx
 }
@@ -194,7 +223,7 @@ impl<B: HostTensors + ReluMaxPoolOps, C: CheckpointStrategy> ReluMaxPoolOps for 
                 let x = x.into_primitive();
                 let shape = x.shape();
                 let d = Dims::new(&shape);
-                let mut codes = Vec::with_capacity(d.planes * (d.height / 2) * (d.width / 2));
+                let mut codes = Vec::new();
                 let y = forward_host(&B::host_values(&x), d, Some(&mut codes));
                 let y = B::from_host(y, d.out_shape(&shape));
                 prep.finish(Saved { codes, shape }, y)

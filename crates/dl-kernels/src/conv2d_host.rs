@@ -89,6 +89,43 @@ impl Dims {
             && self.batch * self.out_channels * self.rows() * self.positions() >= PARALLEL_WORK
     }
 
+    /// With stride 1 and an output as wide as the input, the unfolded row of kernel offset
+    /// `(ky, kx)` is the input plane shifted by `(ky − p)·W + kx − p`: its valid rows `ys` and
+    /// columns `xs` lie in one contiguous range `block` of the row, read from `from..` of the
+    /// plane, with the values at columns outside `xs` (wrapped around from the neighbouring
+    /// image row) to be zeroed afterwards. `None` for other shapes or an empty range.
+    fn block(
+        self,
+        ys: &std::ops::Range<usize>,
+        xs: &std::ops::Range<usize>,
+        ky: usize,
+        kx: usize,
+    ) -> Option<(std::ops::Range<usize>, usize)> {
+        if self.stride != 1 || self.out_w != self.width || ys.is_empty() || xs.is_empty() {
+            return None;
+        }
+        let w = self.width;
+        let block = ys.start * w + xs.start..(ys.end - 1) * w + xs.end;
+        // Input index of output position `i`: `i + (ky − p)·W + kx − p`, inside the plane on
+        // the valid range.
+        let from = (ys.start + ky - self.padding) * w + xs.start + kx - self.padding;
+        Some((block, from))
+    }
+
+    /// Zero the values of `row` (one unfolded row, `H_out × W_out`) in the valid rows `ys` but
+    /// outside the valid columns `xs`.
+    fn zero_wrapped(
+        self,
+        row: &mut [f32],
+        ys: &std::ops::Range<usize>,
+        xs: &std::ops::Range<usize>,
+    ) {
+        for line in row.chunks_exact_mut(self.out_w).take(ys.end).skip(ys.start) {
+            line[..xs.start].fill(0.0);
+            line[xs.end..].fill(0.0);
+        }
+    }
+
     /// For offset `k` along an axis of input size `size` and output size `out`: the output
     /// positions whose input position `o·s + k − p` is inside the image.
     fn valid(self, k: usize, size: usize, out: usize) -> std::ops::Range<usize> {
@@ -101,7 +138,9 @@ impl Dims {
 }
 
 /// Unfold one example `image` `[C, H, W]` into `columns` `[C·k_h·k_w, H_out·W_out]`,
-/// overwriting every value; with stride 1 each output row is one contiguous copy.
+/// overwriting every value; with stride 1 each output row is one contiguous copy, and when
+/// the output is as wide as the input (stride 1, "same" padding) each unfolded row is one
+/// copy of the shifted plane (see [`Dims::block`]).
 fn unfold_example(image: &[f32], d: Dims, columns: &mut [f32]) {
     let mut rows = columns.chunks_exact_mut(d.positions());
     for plane in image.chunks_exact(d.height * d.width).take(d.channels) {
@@ -110,6 +149,13 @@ fn unfold_example(image: &[f32], d: Dims, columns: &mut [f32]) {
             for kx in 0..d.kw {
                 let xs = d.valid(kx, d.width, d.out_w);
                 let Some(row) = rows.next() else { return };
+                if let Some((block, from)) = d.block(&ys, &xs, ky, kx) {
+                    row[..block.start].fill(0.0);
+                    row[block.end..].fill(0.0);
+                    row[block.clone()].copy_from_slice(&plane[from..from + block.len()]);
+                    d.zero_wrapped(row, &ys, &xs);
+                    continue;
+                }
                 for (y, out_row) in row.chunks_exact_mut(d.out_w).enumerate() {
                     if !ys.contains(&y) || xs.is_empty() {
                         out_row.fill(0.0);
@@ -135,8 +181,10 @@ fn unfold_example(image: &[f32], d: Dims, columns: &mut [f32]) {
 /// The adjoint of [`unfold_example`]: add every value of `columns`
 /// `[C·k_h·k_w, H_out·W_out]` to `image` `[C, H, W]` at the position it was read from
 /// (values that fell in the padding are dropped).
-fn fold_example(columns: &[f32], d: Dims, image: &mut [f32]) {
-    let mut rows = columns.chunks_exact(d.positions());
+///
+/// `columns` is scratch: the values that fell in the left and right padding are zeroed.
+fn fold_example(columns: &mut [f32], d: Dims, image: &mut [f32]) {
+    let mut rows = columns.chunks_exact_mut(d.positions());
     for plane in image.chunks_exact_mut(d.height * d.width).take(d.channels) {
         for ky in 0..d.kh {
             let ys = d.valid(ky, d.height, d.out_h);
@@ -144,6 +192,14 @@ fn fold_example(columns: &[f32], d: Dims, image: &mut [f32]) {
                 let xs = d.valid(kx, d.width, d.out_w);
                 let Some(row) = rows.next() else { return };
                 if xs.is_empty() {
+                    continue;
+                }
+                if let Some((block, from)) = d.block(&ys, &xs, ky, kx) {
+                    d.zero_wrapped(row, &ys, &xs);
+                    let dest = &mut plane[from..from + block.len()];
+                    for (value, &g) in dest.iter_mut().zip(&row[block]) {
+                        *value += g;
+                    }
                     continue;
                 }
                 for y in ys.clone() {
@@ -288,6 +344,7 @@ mod tests {
             (2, 7, 6, 3, 2, 2, 0),
             (3, 6, 9, 2, 3, 3, 2),
             (1, 3, 3, 3, 3, 1, 3),
+            (2, 6, 5, 5, 5, 1, 2),
         ] {
             let d = Dims::new(&[1, c, h, w], &[1, c, kh, kw], stride, padding);
             let x = values(d.example_len(), 7);
@@ -295,7 +352,7 @@ mod tests {
             let mut unfolded = vec![f32::NAN; cols.len()];
             unfold_example(&x, d, &mut unfolded);
             let mut folded = vec![0.0; x.len()];
-            fold_example(&cols, d, &mut folded);
+            fold_example(&mut cols.clone(), d, &mut folded);
             let dot =
                 |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| f64::from(p * q)).sum::<f64>();
             let (left, right) = (dot(&unfolded, &cols), dot(&x, &folded));

@@ -136,20 +136,62 @@ fn pool<const CODES: bool>(x: &[f32], d: Dims, out: &mut [f32], codes: &mut [u8]
             let top = &plane[2 * i * d.width..][..2 * out_w];
             let bottom = &plane[(2 * i + 1) * d.width..][..2 * out_w];
             let at = (p * out_h + i) * out_w;
-            let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
             let out_row = &mut out[at..][..out_w];
-            if CODES {
-                let code_row = &mut codes[at..][..out_w];
-                for ((t, b), (y, code)) in pairs.zip(out_row.iter_mut().zip(code_row)) {
-                    (*y, *code) = window([t[0], t[1], b[0], b[1]]);
-                }
+            let code_row = if CODES {
+                &mut codes[at..][..out_w]
             } else {
-                for ((t, b), y) in pairs.zip(out_row) {
-                    *y = window([t[0], t[1], b[0], b[1]]).0;
+                &mut []
+            };
+            if pool_row::<CODES>(top, bottom, out_row, code_row) {
+                // A NaN in the row pair: redo it with the exact rules.
+                let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                for (j, (t, b)) in pairs.enumerate() {
+                    let (y, code) = window([t[0], t[1], b[0], b[1]]);
+                    out_row[j] = y;
+                    if CODES {
+                        code_row[j] = code;
+                    }
                 }
             }
         }
     }
+}
+
+/// One row of outputs from the two input rows above it, as straight-line selects that the
+/// compiler vectorises; returns whether any input was NaN, in which case the caller redoes the
+/// row with [`window`] (the comparisons here treat NaN as never larger).
+///
+/// Without NaN this is [`window`]: the larger of each horizontal pair (the left one on ties),
+/// then the larger of the two pairs (the top one on ties), i.e. the first maximum in row-major
+/// order; zero and `NONE` when it is not positive.
+#[inline(always)]
+fn pool_row<const CODES: bool>(
+    top: &[f32],
+    bottom: &[f32],
+    out: &mut [f32],
+    codes: &mut [u8],
+) -> bool {
+    let n = out.len();
+    let (top, bottom) = (&top[..2 * n], &bottom[..2 * n]);
+    let mut nan = false;
+    for j in 0..n {
+        let (a, b, c, e) = (top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]);
+        nan |= a.is_nan() | b.is_nan() | c.is_nan() | e.is_nan();
+        let right_top = b > a;
+        let upper = if right_top { b } else { a };
+        let right_bottom = e > c;
+        let lower = if right_bottom { e } else { c };
+        let below = lower > upper;
+        let best = if below { lower } else { upper };
+        let keep = best > 0.0;
+        out[j] = if keep { best } else { 0.0 };
+        if CODES {
+            let right = if below { right_bottom } else { right_top };
+            let at = 2 * u8::from(below) + u8::from(right);
+            codes[j] = if keep { at } else { NONE };
+        }
+    }
+    nan
 }
 
 /// The input gradient: each output's gradient at its window's winner, zeros elsewhere (and in
@@ -286,6 +328,26 @@ mod tests {
         assert_eq!(code, 3, "the last NaN, as PyTorch's CPU max_pool2d");
         assert_eq!(window([-1.0, 0.0, -3.0, -0.5]), (0.0, NONE));
         assert_eq!(window([-1.0, -2.0, 0.25, -0.5]), (0.25, 2));
+    }
+
+    /// The vectorised row gives [`window`]'s output and winner for every window without NaN
+    /// (all 625 windows over five values with ties, zeros and negatives), and reports a NaN.
+    #[test]
+    fn the_vectorised_row_equals_window() {
+        let levels = [-1.0f32, 0.0, 0.5, 1.0, 2.0];
+        let windows: Vec<[f32; 4]> = (0..625)
+            .map(|i| [0, 1, 2, 3].map(|k| levels[(i / 5usize.pow(k)) % 5]))
+            .collect();
+        let top: Vec<f32> = windows.iter().flat_map(|w| [w[0], w[1]]).collect();
+        let bottom: Vec<f32> = windows.iter().flat_map(|w| [w[2], w[3]]).collect();
+        let (mut out, mut codes) = (vec![f32::NAN; 625], vec![7u8; 625]);
+        assert!(!pool_row::<true>(&top, &bottom, &mut out, &mut codes));
+        for (j, w) in windows.iter().enumerate() {
+            assert_eq!((out[j], codes[j]), window(*w), "window {w:?}");
+        }
+        let mut with_nan = top.clone();
+        with_nan[301] = f32::NAN;
+        assert!(pool_row::<false>(&with_nan, &bottom, &mut out, &mut []));
     }
 
     #[test]

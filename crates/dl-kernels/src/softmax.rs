@@ -6,13 +6,14 @@
 //! on `[B, heads, L, S]` scores in every block, so in a training step those small operations
 //! cost more than the arithmetic.
 //!
-//! [`SoftmaxOps::softmax_last`] runs Flex's own fused softmax forward and, under autodiff,
-//! keeps its output `y` for one backward pass over the rows:
+//! [`SoftmaxOps::softmax_last`] runs its own forward on Flex (max-shifted, as PyTorch's, with
+//! the exponentials in SIMD registers where Flex calls the scalar `expf` per value) and, under
+//! autodiff, keeps its output `y` for one backward pass over the rows:
 //!
 //! `dx = y ⊙ (dy − Σ_j dy_j · y_j)`
 //!
-//! which is PyTorch's `_softmax_backward_data`. Numerics: the forward is Flex's (max-shifted,
-//! as PyTorch's); the backward sums each row in f32 in index order, as PyTorch's CPU kernel
+//! which is PyTorch's `_softmax_backward_data`. Numerics: the forward is PyTorch's definition,
+//! `exp` within 2 ulp (see `simd_math.rs`), the sum in f32 in index order; the backward sums each row in f32 in index order, as PyTorch's CPU kernel
 //! does for rows this short; tests compare both with Burn's generic path and with finite
 //! differences.
 
@@ -21,7 +22,6 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::ActivationOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Device, Tensor};
@@ -64,9 +64,40 @@ pub fn softmax_last<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
 
 impl SoftmaxOps for Flex {
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let last = x.shape().num_dims() - 1;
-        <Flex as ActivationOps<Flex>>::softmax(x, last)
+        let shape = x.shape();
+        let len = shape[shape.num_dims() - 1];
+        if len == 0 {
+            return x;
+        }
+        let y = forward_rows(&Self::host_values(&x), len);
+        Self::from_host(y, shape)
     }
+}
+
+/// `softmax` of each row of `len` values: `exp(x − max) / Σ exp(x − max)`, the exponentials
+/// in SIMD registers ([`crate::simd_math`]; Flex's softmax calls the scalar `expf` per value).
+/// A `−∞` input gives exactly 0, as in PyTorch; a row holding NaN or `+∞`, or only `−∞`
+/// (fully masked), is computed with the scalar `exp`, which gives PyTorch's NaN.
+fn forward_rows(x: &[f32], len: usize) -> Vec<f32> {
+    let mut y = Vec::with_capacity(x.len());
+    for row in x.chunks_exact(len) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let start = y.len();
+        if !max.is_finite() || row.iter().any(|v| v.is_nan()) {
+            y.extend(row.iter().map(|v| (v - max).exp()));
+        } else {
+            y.extend(row.iter().map(|v| v - max));
+            crate::simd_math::exp_in_place(&mut y[start..]);
+            // exp clamps its input at −87: a masked (−∞) score must still weigh exactly 0.
+            for (e, v) in y[start..].iter_mut().zip(row) {
+                *e = if *v == f32::NEG_INFINITY { 0.0 } else { *e };
+            }
+        }
+        let out = &mut y[start..];
+        let inverse = 1.0 / out.iter().sum::<f32>();
+        out.iter_mut().for_each(|e| *e *= inverse);
+    }
+    y
 }
 
 /// `dx = y ⊙ (dy − Σ dy ⊙ y)` row by row; `y` and `dy` are row-major with rows of `len`.
@@ -151,6 +182,40 @@ mod tests {
     }
 
     /// The input gradient against central finite differences in f64 of the same function.
+    /// The SIMD forward against `f64` on rows of 1-37 values (vector tails included); masked
+    /// (`−∞`) values weigh exactly 0; a fully masked row and a row with NaN give NaN, as in
+    /// PyTorch.
+    #[test]
+    fn forward_rows_match_f64_and_pytorchs_special_cases() {
+        for len in [1usize, 7, 16, 37] {
+            let x: Vec<f32> = (0..3 * len)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.7)
+                .collect();
+            let y = forward_rows(&x, len);
+            for (row, out) in x.chunks(len).zip(y.chunks(len)) {
+                let max = row
+                    .iter()
+                    .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+                let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+                for (&v, &o) in row.iter().zip(out) {
+                    let expected = (f64::from(v) - max).exp() / sum;
+                    assert!(
+                        (f64::from(o) - expected).abs() <= 1e-6 * expected.max(1e-30),
+                        "{o} against {expected}"
+                    );
+                }
+            }
+        }
+        let y = forward_rows(&[1.0, f32::NEG_INFINITY, 1.0], 3);
+        assert_eq!(y, [0.5, 0.0, 0.5]);
+        assert!(
+            forward_rows(&[f32::NEG_INFINITY; 2], 2)
+                .iter()
+                .all(|v| v.is_nan())
+        );
+        assert!(forward_rows(&[0.0, f32::NAN], 2).iter().all(|v| v.is_nan()));
+    }
+
     #[test]
     fn gradient_matches_finite_differences() {
         let (rows, len) = (3, 6);

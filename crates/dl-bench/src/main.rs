@@ -75,15 +75,6 @@ impl Options {
     }
 }
 
-/// The intra-op thread count the CPU backends will use.
-fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 /// LibTorch's intra-op pool ignores `RAYON_NUM_THREADS` and uses every core unless
 /// `OMP_NUM_THREADS` says otherwise.
 fn check_libtorch_threads(
@@ -114,7 +105,7 @@ fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), Strin
 
 fn run(options: &Options) -> Result<(), String> {
     let backends = options.backends();
-    let plan = Plan::new(options.mode(), threads()).filtered(&options.filters);
+    let plan = Plan::new(options.mode(), dl_core::compute_threads()).filtered(&options.filters);
     let omp = std::env::var("OMP_NUM_THREADS").ok();
     check_libtorch_threads(&backends, plan.threads, omp.as_deref())?;
     if let Some(path) = &options.plan {
@@ -159,7 +150,8 @@ fn run(options: &Options) -> Result<(), String> {
 fn main() -> ExitCode {
     // Usage errors and --help exit here, with clap's message and status (2 for an error).
     let options = Options::parse();
-    match run(&options) {
+    // The cases run on the CPU backends' pool, as `dl` does (see `dl_core::on_compute_threads`).
+    match dl_core::on_compute_threads(dl_core::compute_threads(), || run(&options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dl-bench: {e}");

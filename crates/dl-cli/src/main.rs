@@ -48,7 +48,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let stop = Arc::new(AtomicBool::new(false));
     install_ctrl_c(&stop);
-    match run(cli.command, &stop) {
+    // The command runs on the CPU backends' thread pool (`RAYON_NUM_THREADS` threads, default
+    // every CPU), so their parallel operations do not leave idle workers spinning next to the
+    // main thread (see `dl_core::on_compute_threads`).
+    let threads = dl_core::compute_threads();
+    match dl_core::on_compute_threads(threads, || run(cli.command, &stop)) {
         Ok(true) => ExitCode::from(INTERRUPTED),
         Ok(false) => ExitCode::SUCCESS,
         Err(error) => {

@@ -20,6 +20,7 @@ mod compare;
 mod error;
 mod fixture;
 mod seed;
+mod threads;
 mod traits;
 pub mod validate;
 
@@ -30,6 +31,7 @@ pub use compare::{
 pub use error::{Error, Result};
 pub use fixture::{Fixture, config_from_case, fixtures_dir};
 pub use seed::{SeededRng, seed_device};
+pub use threads::{compute_threads, on_compute_threads};
 pub use traits::{Classifier, FromTensorData};
 
 /// Burn, re-exported so that users of a single dl-rs crate get the matching version.

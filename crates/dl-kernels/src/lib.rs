@@ -15,6 +15,7 @@
 //! | inverted dropout with a hashed mask, recomputed in the backward pass | `dropout.rs` | Flex | PyTorch's definition; another random stream |
 //! | vectorisable `exp`, `sigmoid`, `tanh` | `simd_math.rs` | every CPU | Cephes, within 2–3 ulp |
 //!
+//! | linear map `x W + b` with its three gradients | `linear.rs` | Flex | PyTorch's `addmm`, summed in another order |
 //! | matrix products on host slices (the convolution's and the LSTM step's) | `gemm.rs` | Flex | `gemm`'s, as Flex's matmul |
 //!
 //! One `unsafe` block, in `gemm.rs`: the call to `gemm::gemm` on slices whose sizes it checks
@@ -36,6 +37,8 @@ mod host;
 #[cfg(feature = "flex")]
 mod layer_norm;
 #[cfg(feature = "flex")]
+mod linear;
+#[cfg(feature = "flex")]
 mod lstm;
 #[cfg(feature = "flex")]
 mod lstm_host;
@@ -53,6 +56,8 @@ pub use dropout::{DropoutOps, dropout, has_dropout};
 pub use host::HostTensors;
 #[cfg(feature = "flex")]
 pub use layer_norm::{LayerNormOps, has_layer_norm, layer_norm_last};
+#[cfg(feature = "flex")]
+pub use linear::{LinearOps, has_linear, linear};
 #[cfg(feature = "flex")]
 pub use lstm::{LstmOps, has_fused_lstm, lstm_recurrence, lstm_recurrence_batch_first};
 #[cfg(feature = "flex")]
@@ -138,6 +143,22 @@ pub fn relu_max_pool2x2(_x: &burn::tensor::Tensor<4>) -> Option<burn::tensor::Te
 pub fn dropout<const D: usize>(
     _x: &burn::tensor::Tensor<D>,
     _prob: f64,
+) -> Option<burn::tensor::Tensor<D>> {
+    None
+}
+
+/// Without the `flex` feature no backend has the softmax kernel.
+#[cfg(not(feature = "flex"))]
+pub fn has_softmax(_device: &burn::tensor::Device, _dtype: burn::tensor::DType) -> bool {
+    false
+}
+
+/// Without the `flex` feature no backend has the linear kernel: always `None`.
+#[cfg(not(feature = "flex"))]
+pub fn linear<const D: usize>(
+    _x: &burn::tensor::Tensor<D>,
+    _weight: &burn::tensor::Tensor<2>,
+    _bias: &burn::tensor::Tensor<1>,
 ) -> Option<burn::tensor::Tensor<D>> {
     None
 }

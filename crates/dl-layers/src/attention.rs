@@ -4,12 +4,13 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
-use burn::tensor::module::{attention, linear};
+use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 use dl_core::{Error, Result, validate};
 
 use crate::dropout::dropout_forward;
+use crate::linear::{linear, linear_forward};
 
 /// Configuration of a [`MultiHeadAttention`] (the arguments of `nn.MultiheadAttention`).
 #[derive(Config, Debug)]
@@ -415,7 +416,7 @@ impl MultiHeadAttention {
             };
             let out = attention(split(q, l), split(k, s), split(v, s), None, None, options);
             let out = out.swap_dims(1, 2).reshape([b, l, e]);
-            return (self.out_proj.forward(out), None);
+            return (linear_forward(&self.out_proj, out), None);
         }
         let q = split(q * scale, l);
         let k = split(k, s);
@@ -426,7 +427,10 @@ impl MultiHeadAttention {
         }
         let weights = dropout_forward(&self.dropout, softmax_last(scores));
         let out = weights.clone().matmul(v).swap_dims(1, 2).reshape([b, l, e]);
-        (self.out_proj.forward(out), need_weights.then_some(weights))
+        (
+            linear_forward(&self.out_proj, out),
+            need_weights.then_some(weights),
+        )
     }
 }
 

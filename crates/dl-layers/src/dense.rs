@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 use dl_core::{Result, validate};
 
 use crate::activation::Activation;
+use crate::linear::linear_forward;
 
 /// Configuration of a [`Dense`] layer.
 #[derive(Config, Debug)]
@@ -97,7 +98,7 @@ impl Dense {
     /// `x` is not `d_input`.
     pub fn try_forward<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
         validate::last_dim("dense input", &x.dims(), self.d_input())?;
-        Ok(self.activation.forward(self.linear.forward(x)))
+        Ok(self.activation.forward(linear_forward(&self.linear, x)))
     }
 }
 

@@ -4,11 +4,11 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 use dl_core::{Error, Result, validate};
 
 use crate::dropout::dropout_forward;
+use crate::linear::linear;
 
 /// The recurrent state `(h, c)`, each `[num_layers · num_directions, batch, hidden_size]`,
 /// ordered as PyTorch orders it: layer 0 forward, layer 0 reverse, layer 1 forward, ...

@@ -11,6 +11,7 @@ use dl_core::{Error, Result, validate};
 use crate::attention::{AttentionMask, MultiHeadAttention, MultiHeadAttentionConfig};
 use crate::dropout::dropout_forward;
 use crate::layer_norm::layer_norm_forward;
+use crate::linear::linear_forward;
 
 /// Configuration of a [`TransformerBlock`] (the chapter's `TransformerBlock` arguments).
 #[derive(Config, Debug)]
@@ -81,10 +82,10 @@ impl FeedForward {
     pub fn try_forward<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
         let d_model = self.linear1.weight.dims()[0];
         validate::last_dim("feed-forward input", &x.dims(), d_model)?;
-        Ok(self.linear2.forward(dropout_forward(
-            &self.dropout,
-            relu(self.linear1.forward(x)),
-        )))
+        Ok(linear_forward(
+            &self.linear2,
+            dropout_forward(&self.dropout, relu(linear_forward(&self.linear1, x))),
+        ))
     }
 }
 

@@ -9,7 +9,9 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Error, Result, validate};
-use dl_layers::{KeyLayout, PytorchModel, conv2d_forward, dropout_forward, relu_max_pool2d};
+use dl_layers::{
+    KeyLayout, PytorchModel, conv2d_forward, dropout_forward, linear_forward, relu_max_pool2d,
+};
 
 use crate::mlp::ParamCount;
 
@@ -194,8 +196,8 @@ impl Cnn {
         let x = relu_max_pool2d(&self.pool, conv2d_forward(&self.conv2, x));
         let x = relu_max_pool2d(&self.pool, conv2d_forward(&self.conv3, x));
         let x: Tensor<2> = x.flatten(1, 3);
-        let x = dropout_forward(&self.dropout, relu(self.fc1.forward(x)));
-        self.fc2.forward(x)
+        let x = dropout_forward(&self.dropout, relu(linear_forward(&self.fc1, x)));
+        linear_forward(&self.fc2, x)
     }
 }
 

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Result, validate};
-use dl_layers::{KeyLayout, Lstm, LstmConfig, PytorchModel};
+use dl_layers::{KeyLayout, Lstm, LstmConfig, PytorchModel, linear_forward};
 
 use crate::mlp::ParamCount;
 
@@ -110,7 +110,7 @@ impl LstmClassifier {
     fn classify(&self, output: Tensor<3>) -> Tensor<2> {
         let [batch, time, hidden] = output.dims();
         let last = output.narrow(1, time - 1, 1).reshape([batch, hidden]);
-        self.fc.forward(last)
+        linear_forward(&self.fc, last)
     }
 }
 

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use dl_core::{Result, validate};
-use dl_layers::{KeyLayout, Lstm, LstmConfig, PytorchModel};
+use dl_layers::{KeyLayout, Lstm, LstmConfig, PytorchModel, linear_forward};
 
 use crate::mlp::ParamCount;
 
@@ -132,7 +132,7 @@ impl LstmForecaster {
     fn predict(&self, output: Tensor<3>) -> Tensor<2> {
         let [batch, time, hidden] = output.dims();
         let last = output.narrow(1, time - 1, 1).reshape([batch, hidden]);
-        self.head.forward(last)
+        linear_forward(&self.head, last)
     }
 }
 

@@ -6,7 +6,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use dl_core::{Classifier, Error, Result, validate};
-use dl_layers::{KeyLayout, PytorchModel, dropout_forward};
+use dl_layers::{KeyLayout, PytorchModel, dropout_forward, linear_forward};
 
 /// Configuration of [`Mlp`], with the chapter's training-pipeline values as defaults.
 ///
@@ -133,7 +133,7 @@ impl Mlp {
         let last = self.layers.len() - 1;
         let mut x = input;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
+            x = linear_forward(layer, x);
             if i < last {
                 x = dropout_forward(&self.dropout, relu(x));
             }

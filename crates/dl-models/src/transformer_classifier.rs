@@ -12,7 +12,7 @@ use dl_layers::{
 };
 
 use crate::mlp::ParamCount;
-use dl_layers::dropout_forward;
+use dl_layers::{dropout_forward, linear_forward};
 
 /// Configuration of [`TransformerClassifier`].
 ///
@@ -252,7 +252,7 @@ impl TransformerClassifier {
                         &dims,
                     ));
                 }
-                Ok(linear.forward(x))
+                Ok(linear_forward(linear, x))
             }
             (TransformerInput::Tokens(_), None, _) => Err(Error::invalid(
                 "transformer input",
@@ -287,7 +287,7 @@ impl TransformerClassifier {
             weights.extend(w);
         }
         let pooled = x.mean_dim(1).reshape([batch, d_model]);
-        Ok((self.fc.forward(pooled), weights))
+        Ok((linear_forward(&self.fc, pooled), weights))
     }
 }
 

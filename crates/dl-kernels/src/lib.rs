@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | LSTM recurrence (forward + backpropagation through time) | `lstm.rs`, `lstm_host.rs` | Flex | PyTorch's equations; `σ`/`tanh` within 3e-7 relative |
 //! | 2-D convolution and both gradients as per-example products on the unfolded input | `conv2d.rs`, `conv2d_host.rs` | Flex | PyTorch's, summed in another order |
-//! | softmax over the last axis with a one-pass backward | `softmax.rs` | Flex | forward Flex's; backward PyTorch's formula |
+//! | softmax over the last axis with a one-pass backward | `softmax.rs` | Flex | PyTorch's definition, SIMD `exp` within 2 ulp; backward PyTorch's formula |
 //! | layer normalisation over the last axis with a one-pass backward | `layer_norm.rs` | Flex | PyTorch's definition; two-pass mean and variance in f32 |
 //! | ReLU + 2x2 stride-2 max-pool in one pass, one byte per output for the backward | `relu_max_pool.rs` | Flex | exact, PyTorch's tie and NaN rules |
 //! | inverted dropout with a hashed mask, recomputed in the backward pass | `dropout.rs` | Flex | PyTorch's definition; another random stream |

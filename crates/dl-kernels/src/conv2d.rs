@@ -52,7 +52,7 @@ pub trait Conv2dOps: Backend {
 /// Whether [`conv2d`] has a native kernel for `f32` tensors on `device` (Flex, with or
 /// without autodiff).
 pub fn has_conv2d_gemm(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && device.clone().inner() == Device::flex()
+    crate::host::is_flex_f32(device, dtype)
 }
 
 /// `conv2d(x, weight, bias)` through [`Conv2dOps::conv2d_gemm`], or `None` when the device has

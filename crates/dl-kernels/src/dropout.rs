@@ -42,7 +42,7 @@ pub trait DropoutOps: Backend {
 /// Whether [`dropout`] has a native kernel for `dtype` tensors on `device` (Flex `f32`, with or
 /// without autodiff).
 pub fn has_dropout(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && device.clone().inner() == Device::flex()
+    crate::host::is_flex_f32(device, dtype)
 }
 
 /// Inverted dropout of `x` with probability `prob` in `(0, 1)`, the seed drawn from the

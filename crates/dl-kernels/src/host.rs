@@ -5,7 +5,13 @@ use std::borrow::Cow;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex};
-use burn::tensor::{DType, Shape, TensorData};
+use burn::tensor::{DType, Device, Shape, TensorData};
+
+/// Whether `device` is Flex (with or without autodiff) and `dtype` is `f32`: where every
+/// kernel of this crate has its native implementation (each `has_*` function asks this).
+pub(crate) fn is_flex_f32(device: &Device, dtype: DType) -> bool {
+    dtype == DType::F32 && device.clone().inner() == Device::flex()
+}
 
 /// Host access for a backend whose tensors live in host memory.
 pub trait HostTensors: Backend {

@@ -43,7 +43,7 @@ pub trait LayerNormOps: Backend {
 /// Whether [`layer_norm_last`] has a native kernel for `dtype` tensors on `device` (Flex `f32`,
 /// with or without autodiff).
 pub fn has_layer_norm(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && device.clone().inner() == Device::flex()
+    crate::host::is_flex_f32(device, dtype)
 }
 
 /// Layer normalisation over the last axis through [`LayerNormOps::layer_norm_last`], or `None`

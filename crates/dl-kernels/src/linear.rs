@@ -41,7 +41,7 @@ pub trait LinearOps: Backend {
 /// Whether [`linear`] has a native kernel for `dtype` tensors on `device` (Flex `f32`, with or
 /// without autodiff).
 pub fn has_linear(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && device.clone().inner() == Device::flex()
+    crate::host::is_flex_f32(device, dtype)
 }
 
 /// `x W + b` over the last axis of `x` (`[..., K]`, `weight` `[K, N]` in Burn's layout, `bias`

@@ -60,7 +60,7 @@ pub trait LstmOps: Backend {
 /// NdArray's own operations, because reading its matrix products back into host memory copies
 /// them element by element (68% of the LSTM layer's time under perf).
 pub fn has_fused_lstm(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && device.clone().inner() == Device::flex()
+    crate::host::is_flex_f32(device, dtype)
 }
 
 /// The fused recurrence on tensors, or `None` when their device has no native kernel (see

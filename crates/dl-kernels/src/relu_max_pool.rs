@@ -37,7 +37,7 @@ pub trait ReluMaxPoolOps: Backend {
 /// Whether [`relu_max_pool2x2`] has a native kernel for `dtype` tensors on `device` (Flex
 /// `f32`, with or without autodiff).
 pub fn has_relu_max_pool(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && device.clone().inner() == Device::flex()
+    crate::host::is_flex_f32(device, dtype)
 }
 
 /// `max_pool2d(relu(x), [2, 2], stride [2, 2])` through [`ReluMaxPoolOps::relu_max_pool`], or

@@ -38,7 +38,7 @@ pub trait SoftmaxOps: Backend {
 /// Whether [`softmax_last`] has a native kernel for `dtype` tensors on `device` (Flex `f32`,
 /// with or without autodiff).
 pub fn has_softmax(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && device.clone().inner() == Device::flex()
+    crate::host::is_flex_f32(device, dtype)
 }
 
 /// `softmax(x, D − 1)` through [`SoftmaxOps::softmax_last`], or `None` when the device has no

@@ -4,11 +4,12 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 
-/// `conv.forward(x)`, with the same result; on Flex (f32) a convolution with bias, equal
-/// strides, equal explicit symmetric padding, no dilation and one group runs through
-/// [`dl_kernels::conv2d`], whose weight gradient is one matrix product instead of Burn's
-/// generic convolution-shaped rule (docs/performance.md has the measurements). Every other
-/// case, and every other backend, is Burn's `Conv2d::forward`.
+/// `conv.forward(x)`, with the same result to f32 rounding; on Flex (f32) a convolution with
+/// bias, equal strides, equal explicit symmetric padding, no dilation and one group runs
+/// through [`dl_kernels::conv2d`], which computes the output and both gradients as
+/// per-example matrix products on the unfolded input instead of Flex's convolution and Burn's
+/// generic backward rules (docs/performance.md has the measurements). Every other case, and
+/// every other backend, is Burn's `Conv2d::forward`.
 ///
 /// ```
 /// use burn::nn::PaddingConfig2d;

@@ -56,6 +56,35 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// Rows of the view.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns of the view.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The values of column `j`, top to bottom.
+    ///
+    /// # Panics
+    ///
+    /// When `j` lies outside the view or the view reaches past its slice.
+    pub fn column(&self, j: usize) -> impl Iterator<Item = f32> + '_ {
+        assert!(
+            j < self.cols && self.in_bounds(),
+            "column {j} of a {} x {} view (or a view past its slice)",
+            self.rows,
+            self.cols
+        );
+        self.data[j * self.col_stride..]
+            .iter()
+            .step_by(self.row_stride.max(1))
+            .take(self.rows)
+            .copied()
+    }
+
     /// Whether every element the view addresses lies inside `data`.
     fn in_bounds(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {

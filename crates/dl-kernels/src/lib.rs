@@ -43,6 +43,8 @@ mod lstm;
 #[cfg(feature = "flex")]
 mod lstm_host;
 #[cfg(feature = "flex")]
+mod packed;
+#[cfg(feature = "flex")]
 mod relu_max_pool;
 pub mod simd_math;
 #[cfg(feature = "flex")]

@@ -3,8 +3,10 @@
 //! [`LstmOps::lstm_recurrence`] runs one layer in one direction over a whole sequence, given
 //! the input projection of every step (`x_t W_ihᵀ + b_ih + b_hh`, one large product the caller
 //! makes with ordinary tensor operations) and the recurrent weight. On Flex it runs the host
-//! kernel of [`crate::lstm_host`]: per step one `[B, H] × [H, 4H]` product (Flex's gemm) and one
-//! vectorised loop for the gates and the cell update. Under autodiff its backward pass is the
+//! kernel of [`crate::lstm_host`]: per step one `[B, H] × [H, 4H]` product (with `W_hhᵀ` packed
+//! once per pass, [`crate::packed`], from batch 8 up; through gemm below) and one vectorised
+//! loop for the gates and the cell update, both split over two threads by batch rows when the
+//! pool has two and the step is large enough. Under autodiff its backward pass is the
 //! hand-written backpropagation through time of the same module, with the gradient of `W_hh`
 //! as one `[4H, T·B] × [T·B, H]` product after the loop, instead of the ~10 recorded
 //! operations per step that the composed LSTM leaves to Burn's autodiff.
@@ -14,8 +16,8 @@
 //!
 //! Numerics against PyTorch: the same equations in the same order per element; `σ` and `tanh`
 //! are the Cephes approximations of [`crate::simd_math`] (within 3e-7 relative of the exact
-//! values, as PyTorch's own vectorised kernels are), and the products go through Flex's gemm, so
-//! results agree with PyTorch's LSTM to f32 rounding (checked in dl-layers' parity tests at
+//! values, as PyTorch's own vectorised kernels are), and the products sum in order with fused
+//! multiply-adds as gemm does, so results agree with PyTorch's LSTM to f32 rounding (checked in dl-layers' parity tests at
 //! rtol 1e-5 for outputs and 1e-4 for gradients).
 
 use burn::backend::Flex;
@@ -30,6 +32,7 @@ use burn::tensor::{DType, Device, Shape, Tensor};
 use crate::gemm::{MatRef, product};
 use crate::host::HostTensors;
 use crate::lstm_host::{self, Dims, Recurrent};
+use crate::packed::PackedRhs;
 
 /// The fused recurrence, per backend.
 #[backend_extension(Flex, Autodiff)]
@@ -180,42 +183,63 @@ macro_rules! host_lstm_ops {
 
 host_lstm_ops!(Flex);
 
-/// `W_hh` `[4H, H]` on the host and the two products with it, written into fresh vectors by
-/// [`crate::gemm`] (through the backend's matmul each step paid for an extra zero-filled and
-/// copied output; see that file).
+/// Batches of at least this many sequences pack `W_hh` once per pass ([`crate::packed`]); smaller
+/// ones multiply through [`crate::gemm`] directly, where the product of a step is too small to
+/// repay packing (at batch 1 gemm multiplies by a matrix-vector loop without packing).
+const PACK_MIN_BATCH: usize = 8;
+
+/// `W_hh` `[4H, H]` on the host and the two products with it, into buffers the recurrence
+/// reuses: `h W_hhᵀ` in the forward steps, `dz W_hh` in the backward steps. Through the
+/// backend's matmul each step paid for an extra zero-filled and copied output; through gemm at
+/// batch 64 for a repacking of the same weight at every step, hence the packed form.
 struct Weights {
     w_hh: Vec<f32>,
-    dims: Dims,
+    hidden: usize,
+    /// `W_hhᵀ` (forward) or `W_hh` (backward), packed, for batches of [`PACK_MIN_BATCH`] and up.
+    packed: Option<PackedRhs>,
 }
 
 impl Weights {
-    fn new<B: HostTensors>(w_hh: &FloatTensor<B>, dims: Dims) -> Self {
+    /// For one pass: the forward steps (`forward`) or the backward steps.
+    fn new<B: HostTensors>(w_hh: &FloatTensor<B>, dims: Dims, forward: bool) -> Self {
+        let w_hh = B::host_values(w_hh).into_owned();
+        let hidden = dims.hidden;
+        let packed = (dims.batch >= PACK_MIN_BATCH).then(|| {
+            let view = MatRef::row_major(&w_hh, 4 * hidden, hidden);
+            PackedRhs::new(if forward { view.t() } else { view })
+        });
         Self {
-            w_hh: B::host_values(w_hh).into_owned(),
-            dims,
+            w_hh,
+            hidden,
+            packed,
         }
     }
 
     fn w_hh(&self) -> MatRef<'_> {
-        MatRef::row_major(&self.w_hh, 4 * self.dims.hidden, self.dims.hidden)
+        MatRef::row_major(&self.w_hh, 4 * self.hidden, self.hidden)
     }
 }
 
 impl Recurrent for Weights {
-    fn hidden_to_gates(&self, h: &[f32]) -> Vec<f32> {
-        let (b, hidden) = (self.dims.batch, self.dims.hidden);
-        let mut gates = vec![0.0; b * 4 * hidden];
-        let h = MatRef::row_major(h, b, hidden);
-        product(&mut gates, h, self.w_hh().t(), false, true);
-        gates
+    fn hidden_to_gates(&self, h: &[f32], gates: &mut [f32]) {
+        match &self.packed {
+            Some(packed) => packed.product(gates, h),
+            None => {
+                let h = MatRef::row_major(h, h.len() / self.hidden.max(1), self.hidden);
+                product(gates, h, self.w_hh().t(), false, false);
+            }
+        }
     }
 
-    fn gates_to_hidden(&self, dz: &[f32]) -> Vec<f32> {
-        let (b, hidden) = (self.dims.batch, self.dims.hidden);
-        let mut dh = vec![0.0; b * hidden];
-        let dz = MatRef::row_major(dz, b, 4 * hidden);
-        product(&mut dh, dz, self.w_hh(), false, true);
-        dh
+    fn gates_to_hidden(&self, dz: &[f32], dh: &mut [f32]) {
+        match &self.packed {
+            Some(packed) => packed.product(dh, dz),
+            None => {
+                let dz =
+                    MatRef::row_major(dz, dz.len() / (4 * self.hidden).max(1), 4 * self.hidden);
+                product(dh, dz, self.w_hh(), false, false);
+            }
+        }
     }
 }
 
@@ -253,7 +277,7 @@ fn forward<B: HostTensors>(
     reverse: bool,
     keep_gates: bool,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
-    let weights = Weights::new::<B>(&w_hh, dims);
+    let weights = Weights::new::<B>(&w_hh, dims, true);
     let out = lstm_host::forward(
         dims,
         &B::host_values(&projected),
@@ -295,7 +319,7 @@ impl<B: HostTensors> Backward<B, 4> for RecurrenceBackward {
         let grad = grads.consume::<B>(&ops.node);
         let saved = ops.state;
         let dims = saved.dims;
-        let weights = Weights::new::<B>(&saved.w_hh, dims);
+        let weights = Weights::new::<B>(&saved.w_hh, dims, false);
         let back = lstm_host::backward(
             dims,
             &B::host_values(&grad),

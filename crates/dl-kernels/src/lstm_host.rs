@@ -11,8 +11,10 @@
 //! - `gates` `[T, B, 4H]` (always time-major, private to the two passes): the activated gates
 //!   `σ(i), σ(f), tanh(g), σ(o)` of every step, kept for the backward pass.
 //!
-//! The matrix products go to the backend ([`Recurrent`]); the element-wise work of a step is one
-//! pass over the batch rows in SIMD registers (see [`crate::simd_math`]).
+//! The matrix products go to the caller's [`Recurrent`]; the element-wise work of a step is one
+//! pass over the batch rows in SIMD registers (see [`crate::simd_math`]). A large step splits
+//! its batch rows over two threads, each doing the product and the element-wise work of its
+//! rows (see [`SPLIT_WORK`]); the values do not depend on the split.
 
 use pulp::{Arch, Simd, WithSimd};
 
@@ -59,10 +61,10 @@ impl Dims {
 
 /// The two products with the recurrent weight `W_hh` `[4H, H]`.
 pub(crate) trait Recurrent {
-    /// `h W_hhᵀ`: `[B, H]` → `[B, 4H]`.
-    fn hidden_to_gates(&self, h: &[f32]) -> Vec<f32>;
-    /// `dz W_hh`: `[B, 4H]` → `[B, H]`.
-    fn gates_to_hidden(&self, dz: &[f32]) -> Vec<f32>;
+    /// `gates = h W_hhᵀ`: `[B, H]` → `[B, 4H]`.
+    fn hidden_to_gates(&self, h: &[f32], gates: &mut [f32]);
+    /// `dh = dz W_hh`: `[B, 4H]` → `[B, H]`.
+    fn gates_to_hidden(&self, dz: &[f32], dh: &mut [f32]);
 }
 
 /// What the forward pass returns.
@@ -74,6 +76,11 @@ pub(crate) struct Forward {
 }
 
 /// Run the recurrence over the sequence.
+///
+/// With two threads and a large enough step, a batch-first recurrence without kept gates runs
+/// as two independent recurrences over the two halves of the batch, one per thread (one
+/// `rayon::join` for the whole sequence; each half's rows are contiguous in that layout);
+/// otherwise every step splits its rows (see [`split_rows`]).
 pub(crate) fn forward(
     dims: Dims,
     projected: &[f32],
@@ -81,39 +88,114 @@ pub(crate) fn forward(
     c0: &[f32],
     reverse: bool,
     keep_gates: bool,
-    weights: &impl Recurrent,
+    weights: &(impl Recurrent + Sync),
 ) -> Forward {
-    let (n, g) = (dims.state_len(), dims.gates_len());
-    let block = dims.steps * n;
+    let block = dims.steps * dims.state_len();
     let mut states = vec![0.0; 2 * block];
-    let mut gates = vec![0.0; if keep_gates { dims.steps * g } else { g }];
-    let mut h_prev = h0.to_vec();
-    let mut c_prev = c0.to_vec();
-    let arch = Arch::new();
-    for s in 0..dims.steps {
-        let t = dims.time(s, reverse);
-        let recurrent = weights.hidden_to_gates(&h_prev);
-        let (hs, cs) = states.split_at_mut(block);
-        let gate_block = if keep_gates {
-            &mut gates[t * g..][..g]
-        } else {
-            &mut gates[..]
-        };
-        arch.dispatch(CellForward {
+    let mut gates = keep_gates.then(|| vec![0.0; dims.steps * dims.gates_len()]);
+    let (hs, cs) = states.split_at_mut(block);
+    let (steps, hd) = (dims.steps, dims.hidden);
+    match split_rows(dims).filter(|_| dims.batch_first && !keep_gates) {
+        Some(half) => {
+            let (top, bottom) = (
+                Dims {
+                    batch: half,
+                    ..dims
+                },
+                Dims {
+                    batch: dims.batch - half,
+                    ..dims
+                },
+            );
+            let (hs_a, hs_b) = hs.split_at_mut(half * steps * hd);
+            let (cs_a, cs_b) = cs.split_at_mut(half * steps * hd);
+            let (p_a, p_b) = projected.split_at(half * steps * 4 * hd);
+            let (h0_a, h0_b) = h0.split_at(half * hd);
+            let (c0_a, c0_b) = c0.split_at(half * hd);
+            rayon::join(
+                || sequence(top, p_a, h0_a, c0_a, reverse, hs_a, cs_a, None, weights),
+                || sequence(bottom, p_b, h0_b, c0_b, reverse, hs_b, cs_b, None, weights),
+            );
+        }
+        None => sequence(
             dims,
-            t,
             projected,
-            recurrent: &recurrent,
-            h_prev: &mut h_prev,
-            c_prev: &mut c_prev,
+            h0,
+            c0,
+            reverse,
             hs,
             cs,
-            gates: gate_block,
-        });
+            gates.as_deref_mut(),
+            weights,
+        ),
     }
-    Forward {
-        states,
-        gates: keep_gates.then_some(gates),
+    Forward { states, gates }
+}
+
+/// The forward loop over the steps into `hs`, `cs` (and `gates` when kept); a large step
+/// splits its rows over two threads when this runs on the calling thread alone.
+#[allow(clippy::too_many_arguments)]
+fn sequence(
+    dims: Dims,
+    projected: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    reverse: bool,
+    hs: &mut [f32],
+    cs: &mut [f32],
+    mut gates: Option<&mut [f32]>,
+    weights: &(impl Recurrent + Sync),
+) {
+    let g = dims.gates_len();
+    let mut scratch = if gates.is_some() {
+        Vec::new()
+    } else {
+        vec![0.0; g]
+    };
+    let mut h_prev = h0.to_vec();
+    let mut c_prev = c0.to_vec();
+    let mut recurrent = vec![0.0; g];
+    // Inside one half of a batch split both threads are busy already.
+    let split = split_rows(dims).filter(|_| !dims.batch_first || gates.is_some());
+    let hd = dims.hidden;
+    for s in 0..dims.steps {
+        let t = dims.time(s, reverse);
+        let gate_block = match gates.as_deref_mut() {
+            Some(gates) => &mut gates[t * g..][..g],
+            None => &mut scratch[..],
+        };
+        let step =
+            |first: usize, h: &mut [f32], c: &mut [f32], r: &mut [f32], gates: &mut [f32]| {
+                weights.hidden_to_gates(h, r);
+                Arch::new().dispatch(CellForward {
+                    dims,
+                    t,
+                    first,
+                    projected,
+                    recurrent: r,
+                    h_prev: h,
+                    c_prev: c,
+                    gates,
+                });
+            };
+        match split {
+            Some(half) => {
+                let (h_a, h_b) = h_prev.split_at_mut(half * hd);
+                let (c_a, c_b) = c_prev.split_at_mut(half * hd);
+                let (r_a, r_b) = recurrent.split_at_mut(half * 4 * hd);
+                let (g_a, g_b) = gate_block.split_at_mut(half * 4 * hd);
+                rayon::join(
+                    || step(0, h_a, c_a, r_a, g_a),
+                    || step(half, h_b, c_b, r_b, g_b),
+                );
+            }
+            None => step(0, &mut h_prev, &mut c_prev, &mut recurrent, gate_block),
+        }
+        for b in 0..dims.batch {
+            let row = dims.row(t, b) * hd;
+            hs[row..][..hd].copy_from_slice(&h_prev[b * hd..][..hd]);
+            cs[row..][..hd].copy_from_slice(&c_prev[b * hd..][..hd]);
+        }
     }
 }
 
@@ -141,7 +223,7 @@ pub(crate) fn backward(
     h0: &[f32],
     c0: &[f32],
     reverse: bool,
-    weights: &impl Recurrent,
+    weights: &(impl Recurrent + Sync),
 ) -> Backward {
     let (n, g, hd) = (dims.state_len(), dims.gates_len(), dims.hidden);
     let block = dims.steps * n;
@@ -164,28 +246,44 @@ pub(crate) fn backward(
     let mut dz = vec![0.0; g];
     let mut dh_next = vec![0.0; n];
     let mut dc_next = vec![0.0; n];
-    let arch = Arch::new();
+    let split = split_rows(dims);
     for s in (0..dims.steps).rev() {
         let t = dims.time(s, reverse);
         let prev = (s > 0).then(|| dims.time(s - 1, reverse));
-        arch.dispatch(CellBackward {
-            dims,
-            t,
-            prev,
-            c0,
-            gates: &gates[t * g..][..g],
-            cs,
-            grad_h,
-            grad_c,
-            dh_next: &dh_next,
-            dc_next: &mut dc_next,
-            dz: &mut dz,
-        });
+        let gates = &gates[t * g..][..g];
+        let step = |first: usize, dh: &mut [f32], dc: &mut [f32], dz: &mut [f32]| {
+            Arch::new().dispatch(CellBackward {
+                dims,
+                t,
+                first,
+                prev,
+                c0,
+                gates: &gates[first * 4 * hd..],
+                cs,
+                grad_h,
+                grad_c,
+                dh_next: &*dh,
+                dc_next: dc,
+                dz: &mut *dz,
+            });
+            weights.gates_to_hidden(dz, dh);
+        };
+        match split {
+            Some(half) => {
+                let (dh_a, dh_b) = dh_next.split_at_mut(half * hd);
+                let (dc_a, dc_b) = dc_next.split_at_mut(half * hd);
+                let (dz_a, dz_b) = dz.split_at_mut(half * 4 * hd);
+                rayon::join(
+                    || step(0, dh_a, dc_a, dz_a),
+                    || step(half, dh_b, dc_b, dz_b),
+                );
+            }
+            None => step(0, &mut dh_next, &mut dc_next, &mut dz),
+        }
         for b in 0..dims.batch {
             d_projected[dims.row(t, b) * 4 * hd..][..4 * hd]
                 .copy_from_slice(&dz[b * 4 * hd..][..4 * hd]);
         }
-        dh_next = weights.gates_to_hidden(&dz);
     }
     Backward {
         d_projected,
@@ -195,18 +293,33 @@ pub(crate) fn backward(
     }
 }
 
+/// A step of at least this many multiply-adds in its product (`B · 4H · H`) splits its batch
+/// rows over two threads of the current pool, product and element-wise work together (one
+/// `rayon::join` per step): the benchmarks' `[64, 128] × [128, 512]` step (4.2 M) does, a
+/// batch-1 step (66 k) does not, where waking the second thread would cost more than it saves.
+const SPLIT_WORK: usize = 1 << 21;
+
+/// The first row of the second half when a step's rows are split over two threads (a multiple
+/// of four, so that each half keeps whole register blocks of the product), or `None`.
+fn split_rows(dims: Dims) -> Option<usize> {
+    let work = dims.gates_len() * dims.hidden;
+    let half = (dims.batch / 2).div_ceil(4) * 4;
+    (work >= SPLIT_WORK && half < dims.batch && rayon::current_num_threads() > 1).then_some(half)
+}
+
 /// One step's gates and cell update: every batch row, one SIMD register of hidden units at a
-/// time (the last one partial when `H` is not a multiple of the lane count). Updates `h_prev`
-/// and `c_prev` in place and writes step `t` of `hs`, `cs`.
+/// time (the last one partial when `H` is not a multiple of the lane count). Covers the batch
+/// rows `first..first + h_prev.len() / H` (all of them, or one thread's half); updates `h_prev`
+/// and `c_prev` in place and writes the activated gates.
 struct CellForward<'a> {
     dims: Dims,
     t: usize,
+    /// The batch row of `h_prev`'s first row.
+    first: usize,
     projected: &'a [f32],
     recurrent: &'a [f32],
     h_prev: &'a mut [f32],
     c_prev: &'a mut [f32],
-    hs: &'a mut [f32],
-    cs: &'a mut [f32],
     gates: &'a mut [f32],
 }
 
@@ -216,15 +329,13 @@ impl WithSimd for CellForward<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let hd = self.dims.hidden;
-        for b in 0..self.dims.batch {
-            let row = self.dims.row(self.t, b);
+        for b in 0..self.h_prev.len() / hd.max(1) {
+            let row = self.dims.row(self.t, self.first + b);
             let p = &self.projected[row * 4 * hd..][..4 * hd];
             let r = &self.recurrent[b * 4 * hd..][..4 * hd];
             let gate = &mut self.gates[b * 4 * hd..][..4 * hd];
             let h_prev = &mut self.h_prev[b * hd..][..hd];
             let c_prev = &mut self.c_prev[b * hd..][..hd];
-            let h_out = &mut self.hs[row * hd..][..hd];
-            let c_out = &mut self.cs[row * hd..][..hd];
             for start in (0..hd).step_by(S::F32_LANES) {
                 let end = (start + S::F32_LANES).min(hd);
                 let (i0, f0, g0, o0) = (start, hd + start, 2 * hd + start, 3 * hd + start);
@@ -238,8 +349,6 @@ impl WithSimd for CellForward<'_> {
                 let h = s.mul_f32s(o, tanh(s, c));
                 store(s, &mut c_prev[start..end], c);
                 store(s, &mut h_prev[start..end], h);
-                store(s, &mut c_out[start..end], c);
-                store(s, &mut h_out[start..end], h);
                 store(s, &mut gate[i0..i0 + w], i);
                 store(s, &mut gate[f0..f0 + w], f);
                 store(s, &mut gate[g0..g0 + w], g);
@@ -259,9 +368,14 @@ impl WithSimd for CellForward<'_> {
 /// dz_g = dc · i · (1 − g²)      dz_o = dh · tanh(c_t) · o(1 − o)
 /// dc_next ← dc · f
 /// ```
+///
+/// Covers the batch rows `first..first + dz.len() / 4H`; `gates`, `dh_next`, `dc_next` and `dz`
+/// start at row `first`, the other slices are whole.
 struct CellBackward<'a> {
     dims: Dims,
     t: usize,
+    /// The batch row of `dz`'s first row.
+    first: usize,
     /// The step processed before `t`, whose cell state `t` started from (`None`: `c_0`).
     prev: Option<usize>,
     c0: &'a [f32],
@@ -281,10 +395,11 @@ impl WithSimd for CellBackward<'_> {
     fn with_simd<S: Simd>(self, s: S) {
         let hd = self.dims.hidden;
         let one = s.splat_f32s(1.0);
-        for b in 0..self.dims.batch {
+        for local in 0..self.dz.len() / (4 * hd).max(1) {
+            let b = self.first + local;
             let row = self.dims.row(self.t, b);
-            let gate = &self.gates[b * 4 * hd..][..4 * hd];
-            let dz = &mut self.dz[b * 4 * hd..][..4 * hd];
+            let gate = &self.gates[local * 4 * hd..][..4 * hd];
+            let dz = &mut self.dz[local * 4 * hd..][..4 * hd];
             let c = &self.cs[row * hd..][..hd];
             let c_prev = match self.prev {
                 Some(prev) => &self.cs[self.dims.row(prev, b) * hd..][..hd],
@@ -292,8 +407,8 @@ impl WithSimd for CellBackward<'_> {
             };
             let grad_h = &self.grad_h[row * hd..][..hd];
             let grad_c = &self.grad_c[row * hd..][..hd];
-            let dh_next = &self.dh_next[b * hd..][..hd];
-            let dc_next = &mut self.dc_next[b * hd..][..hd];
+            let dh_next = &self.dh_next[local * hd..][..hd];
+            let dc_next = &mut self.dc_next[local * hd..][..hd];
             for start in (0..hd).step_by(S::F32_LANES) {
                 let end = (start + S::F32_LANES).min(hd);
                 let (i0, f0, g0, o0) = (start, hd + start, 2 * hd + start, 3 * hd + start);
@@ -334,21 +449,20 @@ mod tests {
     }
 
     impl Recurrent for Naive<'_> {
-        fn hidden_to_gates(&self, h: &[f32]) -> Vec<f32> {
-            let (b, hd) = (self.dims.batch, self.dims.hidden);
-            let mut out = vec![0.0; b * 4 * hd];
+        fn hidden_to_gates(&self, h: &[f32], out: &mut [f32]) {
+            let hd = self.dims.hidden;
+            let b = h.len() / hd;
             for r in 0..b {
                 for k in 0..4 * hd {
                     out[r * 4 * hd + k] =
                         (0..hd).map(|j| h[r * hd + j] * self.w_hh[k * hd + j]).sum();
                 }
             }
-            out
         }
 
-        fn gates_to_hidden(&self, dz: &[f32]) -> Vec<f32> {
-            let (b, hd) = (self.dims.batch, self.dims.hidden);
-            let mut out = vec![0.0; b * hd];
+        fn gates_to_hidden(&self, dz: &[f32], out: &mut [f32]) {
+            let hd = self.dims.hidden;
+            let b = dz.len() / (4 * hd);
             for r in 0..b {
                 for j in 0..hd {
                     out[r * hd + j] = (0..4 * hd)
@@ -356,7 +470,6 @@ mod tests {
                         .sum();
                 }
             }
-            out
         }
     }
 
@@ -448,5 +561,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rows_split_over_two_threads_give_the_values_of_one() {
+        // 40 rows · 4 · 128 · 128 multiply-adds per step: above SPLIT_WORK, so a two-thread pool
+        // splits at row 20 (every step for training, the whole batch for inference).
+        let dims = Dims {
+            steps: 3,
+            batch: 40,
+            hidden: 128,
+            batch_first: true,
+        };
+        assert!(dims.gates_len() * dims.hidden >= SPLIT_WORK);
+        let p = values(dims.steps * dims.gates_len(), 1);
+        let w: Vec<f32> = values(4 * dims.hidden * dims.hidden, 2)
+            .iter()
+            .map(|v| v * 0.1)
+            .collect();
+        let (h0, c0) = (values(dims.state_len(), 3), values(dims.state_len(), 4));
+        let dl = values(2 * dims.steps * dims.state_len(), 5);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            pool.install(|| {
+                assert_eq!(split_rows(dims).is_some(), threads > 1);
+                let weights = Naive { w_hh: &w, dims };
+                let fwd = forward(dims, &p, &h0, &c0, true, true, &weights);
+                let gates = fwd.gates.clone().unwrap_or_default();
+                let back = backward(dims, &dl, &fwd.states, &gates, &h0, &c0, true, &weights);
+                // Without kept gates (inference) a batch-first recurrence splits the batch
+                // into two recurrences instead of splitting every step.
+                let inference = forward(dims, &p, &h0, &c0, true, false, &weights);
+                assert!(inference.gates.is_none());
+                let states = (fwd.states, inference.states);
+                (states, gates, back.d_projected, back.d_h0, back.d_c0)
+            })
+        };
+        assert!(run(2) == run(1), "two threads changed a value");
     }
 }

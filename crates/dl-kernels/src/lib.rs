@@ -16,7 +16,8 @@
 //! | vectorisable `exp`, `sigmoid`, `tanh` | `simd_math.rs` | every CPU | Cephes, within 2–3 ulp |
 //!
 //! | linear map `x W + b` with its three gradients | `linear.rs` | Flex | PyTorch's `addmm`, summed in another order |
-//! | matrix products on host slices (the convolution's and the LSTM step's) | `gemm.rs` | Flex | `gemm`'s, as Flex's matmul |
+//! | matrix products on host slices (the convolution's, the LSTM step's below batch 8) | `gemm.rs` | Flex | `gemm`'s, as Flex's matmul |
+//! | products with a right-hand matrix packed once (the LSTM's `W_hh`, batch 8 and up) | `packed.rs` | every CPU | ordered fused multiply-adds, as gemm's |
 //!
 //! One `unsafe` block, in `gemm.rs`: the call to `gemm::gemm` on slices whose sizes it checks
 //! first (that file says why and how it is tested). The SIMD code is plain loops compiled per

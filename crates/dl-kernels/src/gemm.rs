@@ -171,17 +171,18 @@ pub(crate) fn product(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    /// A fixed, irregular sequence in [-1, 1).
+    pub(crate) fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
             .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
             .collect()
     }
 
     /// `a · b` element by element, in f64.
-    fn naive(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
+    pub(crate) fn naive(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
         let at = |m: &MatRef<'_>, i: usize, j: usize| {
             f64::from(m.data[i * m.row_stride + j * m.col_stride])
         };
@@ -198,7 +199,8 @@ mod tests {
         out
     }
 
-    fn assert_near(ours: &[f32], theirs: &[f32]) {
+    /// Every element within 1e-5 relative (plus 1e-5 absolute) of the reference.
+    pub(crate) fn assert_near(ours: &[f32], theirs: &[f32]) {
         assert_eq!(ours.len(), theirs.len());
         for (i, (x, y)) in ours.iter().zip(theirs).enumerate() {
             assert!(

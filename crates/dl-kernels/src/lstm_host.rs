@@ -158,6 +158,7 @@ fn sequence(
     // Inside one half of a batch split both threads are busy already.
     let split = split_rows(dims).filter(|_| !dims.batch_first || gates.is_some());
     let hd = dims.hidden;
+    let arch = Arch::new();
     for s in 0..dims.steps {
         let t = dims.time(s, reverse);
         let gate_block = match gates.as_deref_mut() {
@@ -167,7 +168,7 @@ fn sequence(
         let step =
             |first: usize, h: &mut [f32], c: &mut [f32], r: &mut [f32], gates: &mut [f32]| {
                 weights.hidden_to_gates(h, r);
-                Arch::new().dispatch(CellForward {
+                arch.dispatch(CellForward {
                     dims,
                     t,
                     first,
@@ -247,12 +248,13 @@ pub(crate) fn backward(
     let mut dh_next = vec![0.0; n];
     let mut dc_next = vec![0.0; n];
     let split = split_rows(dims);
+    let arch = Arch::new();
     for s in (0..dims.steps).rev() {
         let t = dims.time(s, reverse);
         let prev = (s > 0).then(|| dims.time(s - 1, reverse));
         let gates = &gates[t * g..][..g];
         let step = |first: usize, dh: &mut [f32], dc: &mut [f32], dz: &mut [f32]| {
-            Arch::new().dispatch(CellBackward {
+            arch.dispatch(CellBackward {
                 dims,
                 t,
                 first,

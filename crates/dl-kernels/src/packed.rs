@@ -186,38 +186,7 @@ fn tile<S: Simd, const R: usize, const NV: usize>(
 mod tests {
     use super::*;
     use crate::gemm::product;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
-
-    fn naive(a: &[f32], b: MatRef<'_>) -> Vec<f32> {
-        let (k, n) = (b.rows(), b.cols());
-        let m = a.len() / k.max(1);
-        let mut out = Vec::new();
-        let columns: Vec<Vec<f32>> = (0..n).map(|j| b.column(j).collect()).collect();
-        for i in 0..m {
-            for column in &columns {
-                let sum: f64 = (0..k)
-                    .map(|p| f64::from(a[i * k + p]) * f64::from(column[p]))
-                    .sum();
-                out.push(sum as f32);
-            }
-        }
-        out
-    }
-
-    fn assert_near(ours: &[f32], theirs: &[f32]) {
-        assert_eq!(ours.len(), theirs.len());
-        for (i, (x, y)) in ours.iter().zip(theirs).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
-                "element {i}: {x} against {y}"
-            );
-        }
-    }
+    use crate::gemm::tests::{assert_near, naive, values};
 
     #[test]
     fn matches_a_naive_product_and_gemm_for_ragged_sizes() {
@@ -234,7 +203,7 @@ mod tests {
             let b = values(k * n, 2);
             for b in [MatRef::row_major(&b, k, n), MatRef::row_major(&b, n, k).t()] {
                 let packed = PackedRhs::new(b);
-                let expected = naive(&a, b);
+                let expected = naive(MatRef::row_major(&a, m, k), b);
                 let mut dst = vec![f32::NAN; m * n];
                 packed.product(&mut dst, &a);
                 assert_near(&dst, &expected);

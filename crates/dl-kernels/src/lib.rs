@@ -8,10 +8,13 @@
 //! | kernel | file | native on | numerics |
 //! |---|---|---|---|
 //! | LSTM recurrence (forward + backpropagation through time) | `lstm.rs`, `lstm_host.rs` | Flex | PyTorch's equations; `σ`/`tanh` within 3e-7 relative |
+//! | an LSTM (stacked, bidirectional) through LibTorch's `at::lstm`, backward by LibTorch's autograd | `lstm_torch.rs`, `torch_autograd.rs` | LibTorch (feature `tch`) | PyTorch's own kernel (oneDNN on the CPU) |
 //! | 2-D convolution and both gradients as per-example products on the unfolded input | `conv2d.rs`, `conv2d_host.rs` | Flex | PyTorch's, summed in another order |
+//! | 2-D convolution through LibTorch's `at::conv2d`, both gradients by LibTorch's autograd | `conv2d_torch.rs`, `torch_autograd.rs` | LibTorch (feature `tch`) | PyTorch's own kernels |
 //! | softmax over the last axis with a one-pass backward | `softmax.rs` | Flex | PyTorch's definition, SIMD `exp` within 2 ulp; backward PyTorch's formula |
 //! | layer normalisation over the last axis with a one-pass backward | `layer_norm.rs` | Flex | PyTorch's definition; two-pass mean and variance in f32 |
 //! | ReLU + 2x2 stride-2 max-pool in one pass, one byte per output for the backward | `relu_max_pool.rs` | Flex | exact, PyTorch's tie and NaN rules |
+//! | ReLU + max-pool through LibTorch's kernels, backward by LibTorch's autograd | `relu_max_pool_torch.rs`, `torch_autograd.rs` | LibTorch (feature `tch`) | PyTorch's own kernels |
 //! | inverted dropout with a hashed mask, recomputed in the backward pass | `dropout.rs` | Flex | PyTorch's definition; another random stream |
 //! | vectorisable `exp`, `sigmoid`, `tanh` | `simd_math.rs` | every CPU | Cephes, within 2–3 ulp |
 //!
@@ -27,6 +30,8 @@
 mod conv2d;
 #[cfg(feature = "flex")]
 mod conv2d_host;
+#[cfg(feature = "tch")]
+mod conv2d_torch;
 #[cfg(feature = "flex")]
 mod dropout;
 #[cfg(test)]
@@ -43,16 +48,24 @@ mod linear;
 mod lstm;
 #[cfg(feature = "flex")]
 mod lstm_host;
+#[cfg(feature = "tch")]
+mod lstm_torch;
 #[cfg(feature = "flex")]
 mod packed;
 #[cfg(feature = "flex")]
 mod relu_max_pool;
+#[cfg(feature = "tch")]
+mod relu_max_pool_torch;
 pub mod simd_math;
 #[cfg(feature = "flex")]
 mod softmax;
+#[cfg(feature = "tch")]
+mod torch_autograd;
 
 #[cfg(feature = "flex")]
 pub use conv2d::{Conv2dOps, conv2d, has_conv2d_gemm};
+#[cfg(feature = "tch")]
+pub use conv2d_torch::{TorchConv2dOps, TorchConv2dOptions, torch_conv2d};
 #[cfg(feature = "flex")]
 pub use dropout::{DropoutOps, dropout, has_dropout};
 #[cfg(feature = "flex")]
@@ -63,8 +76,15 @@ pub use layer_norm::{LayerNormOps, has_layer_norm, layer_norm_last};
 pub use linear::{LinearOps, has_linear, linear};
 #[cfg(feature = "flex")]
 pub use lstm::{LstmOps, has_fused_lstm, lstm_recurrence, lstm_recurrence_batch_first};
+#[cfg(feature = "tch")]
+pub use lstm_torch::{
+    TORCH_LSTM_MAX_LAYERS, TorchLstmLayout, TorchLstmOps, TorchLstmOutput, TorchLstmWeights,
+    has_torch_lstm, torch_lstm,
+};
 #[cfg(feature = "flex")]
 pub use relu_max_pool::{ReluMaxPoolOps, has_relu_max_pool, relu_max_pool2x2};
+#[cfg(feature = "tch")]
+pub use relu_max_pool_torch::{TorchMaxPoolOptions, TorchReluMaxPoolOps, torch_relu_max_pool2d};
 #[cfg(feature = "flex")]
 pub use softmax::{SoftmaxOps, has_softmax, softmax_last};
 

@@ -8,8 +8,10 @@ use burn::tensor::Tensor;
 /// bias, equal strides, equal explicit symmetric padding, no dilation and one group runs
 /// through [`dl_kernels::conv2d`], which computes the output and both gradients as
 /// per-example matrix products on the unfolded input instead of Flex's convolution and Burn's
-/// generic backward rules (docs/performance.md has the measurements). Every other case, and
-/// every other backend, is Burn's `Conv2d::forward`.
+/// generic backward rules (docs/performance.md has the measurements). On LibTorch (feature
+/// `tch`) a convolution with bias and symmetric padding runs through
+/// `dl_kernels::torch_conv2d`: LibTorch's own convolution, differentiated by LibTorch's
+/// autograd. Every other case, and every other backend, is Burn's `Conv2d::forward`.
 ///
 /// ```
 /// use burn::nn::PaddingConfig2d;
@@ -30,7 +32,37 @@ pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if let Some(y) = fused(conv, &x) {
         return y;
     }
+    #[cfg(feature = "tch")]
+    if let Some(y) = torch(conv, &x) {
+        return y;
+    }
     conv.forward(x)
+}
+
+/// LibTorch's own convolution and backward (`dl_kernels::torch_conv2d`) for a convolution with
+/// bias and symmetric explicit (or no) padding whose input has the weight's channels.
+#[cfg(feature = "tch")]
+fn torch(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let bias = conv.bias.as_ref()?;
+    let padding = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        PaddingConfig2d::Valid => [0, 0],
+        _ => return None,
+    };
+    let weight = conv.weight.val();
+    if x.dims()[1] != weight.dims()[1] * conv.groups {
+        // Burn's own path reports a mismatch in its own words.
+        return None;
+    }
+    let options = dl_kernels::TorchConv2dOptions {
+        stride: conv.stride,
+        padding,
+        dilation: conv.dilation,
+        groups: conv.groups,
+    };
+    dl_kernels::torch_conv2d(x, &weight, &bias.val(), options)
 }
 
 fn fused(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {

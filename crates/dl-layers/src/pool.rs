@@ -8,8 +8,10 @@ use burn::tensor::activation::relu;
 /// `pool.forward(relu(x))`, with the same result and gradient; on Flex (f32) a 2x2 pool with
 /// stride 2, no padding, no dilation and floor mode (PyTorch's `MaxPool2d(2, 2)`, every stage
 /// of the chapter's CNN) runs as [`dl_kernels::relu_max_pool2x2`]: one pass that writes no
-/// full-size ReLU output and no `i64` argmax tensor. Every other pool, and every other backend,
-/// is Burn's `relu` and `MaxPool2d::forward`.
+/// full-size ReLU output and no `i64` argmax tensor. On LibTorch (feature `tch`) a pool with
+/// symmetric padding runs as LibTorch's own `relu` and `max_pool2d`, differentiated by
+/// LibTorch's autograd (`dl_kernels::torch_relu_max_pool2d`). Every other pool, and every
+/// other backend, is Burn's `relu` and `MaxPool2d::forward`.
 ///
 /// ```
 /// use burn::nn::pool::MaxPool2dConfig;
@@ -37,7 +39,36 @@ pub fn relu_max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     {
         return y;
     }
+    #[cfg(feature = "tch")]
+    if let Some(y) = torch(pool, &x) {
+        return y;
+    }
     pool.forward(relu(x))
+}
+
+/// LibTorch's own ReLU and max-pool, differentiated by LibTorch's autograd
+/// (`dl_kernels::torch_relu_max_pool2d`), for a pool with symmetric padding.
+#[cfg(feature = "tch")]
+fn torch(pool: &MaxPool2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let padding = match pool.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        _ => return None,
+    };
+    if (0..2).any(|i| 2 * padding[i] > pool.kernel_size[i]) {
+        // ATen refuses padding over half the window; Burn's path reports it in its own words.
+        return None;
+    }
+    let options = dl_kernels::TorchMaxPoolOptions {
+        kernel_size: pool.kernel_size,
+        stride: pool.stride,
+        padding,
+        dilation: pool.dilation,
+        ceil_mode: pool.ceil_mode,
+    };
+    dl_kernels::torch_relu_max_pool2d(x, options)
 }
 
 #[cfg(test)]

@@ -61,9 +61,14 @@ fn upper(x: f32) -> f32 {
     (0.01 * x).tanh().tanh()
 }
 
-#[test]
-fn inter_layer_dropout_zeroes_and_rescales_the_lower_layers_output_in_training_only() {
-    let device = BackendKind::Flex.autodiff_device().unwrap();
+mod inter_layer_dropout_zeroes_and_rescales_the_lower_layers_output_in_training_only {
+    dl_core::per_backend_tests!(super::inter_layer_dropout);
+}
+
+/// On every backend: Flex runs the fused recurrence, LibTorch its own `at::lstm` per layer, with
+/// Burn's dropout between the layers in both cases.
+fn inter_layer_dropout(backend: BackendKind) {
+    let device = backend.autodiff_device().unwrap();
     dl_core::seed_device(&device, 5);
     let lstm = LstmConfig::new(INPUT, HIDDEN)
         .with_num_layers(2)
@@ -120,9 +125,12 @@ fn inter_layer_dropout_zeroes_and_rescales_the_lower_layers_output_in_training_o
     assert_ne!(draws[0], draws[1]);
 }
 
-#[test]
-fn a_single_layer_lstm_has_no_dropout_even_in_training() {
-    let device = BackendKind::Flex.autodiff_device().unwrap();
+mod a_single_layer_lstm_has_no_dropout_even_in_training {
+    dl_core::per_backend_tests!(super::single_layer_has_no_dropout);
+}
+
+fn single_layer_has_no_dropout(backend: BackendKind) {
+    let device = backend.autodiff_device().unwrap();
     dl_core::seed_device(&device, 6);
     let lstm = LstmConfig::new(INPUT, HIDDEN)
         .with_batch_first(true)

@@ -8,9 +8,8 @@
 //! oneDNN's fused LSTM (as PyTorch does), on CUDA cuDNN's, so the results are PyTorch's, and so
 //! is the dropout between the layers of one call (LibTorch's random stream, seeded by Burn's
 //! seed on this backend). Each call has a fixed cost (oneDNN prepares its primitive and reorders
-//! the weights; one call per layer measured 1.2-1.9x PyTorch's time at batch 1), so the
-//! chapter's two-layer LSTM is one call, as in PyTorch; deeper ones are cut into calls of two
-//! layers. The weights are passed as they are (PyTorch's `_flat_weights` are these same
+//! the weights), so the chapter's two-layer LSTM is one call, as in PyTorch; deeper ones are cut
+//! into calls of two layers. The weights are passed as they are (PyTorch's `_flat_weights` are these same
 //! tensors), not copied: the operation has a fixed nineteen tensor inputs (input, four weights
 //! per layer and direction for two layers, states), and the slots a call does not fill (a
 //! second layer, a reverse direction, biases) hold placeholders that are neither read nor

@@ -20,7 +20,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, LibTorch, backend_extension};
 use burn::tensor::Tensor;
 
-use crate::torch_autograd::with_torch_autograd;
+use crate::torch_autograd::{is_libtorch_float, with_torch_autograd};
 
 /// LibTorch's convolution, per backend.
 #[backend_extension(LibTorch: cfg(feature = "tch"), Autodiff)]
@@ -50,7 +50,7 @@ pub struct TorchConv2dOptions {
 }
 
 /// `conv2d(x, weight, bias)` through LibTorch's `at::conv2d`, or `None` when `x` is not on a
-/// LibTorch device (see [`crate::has_torch_lstm`], the same test).
+/// LibTorch device (CPU or CUDA) with an `f32` or `f64` tensor.
 ///
 /// # Panics
 ///
@@ -75,7 +75,7 @@ pub fn torch_conv2d(
     bias: &Tensor<1>,
     options: TorchConv2dOptions,
 ) -> Option<Tensor<4>> {
-    if !crate::has_torch_lstm(&x.device(), x.dtype()) {
+    if !is_libtorch_float(&x.device(), x.dtype()) {
         return None;
     }
     let out = <Dispatch as TorchConv2dOps>::torch_conv2d(

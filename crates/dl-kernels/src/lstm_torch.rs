@@ -26,10 +26,10 @@
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::libtorch::TchTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, LibTorch, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, LibTorch, backend_extension};
 use burn::tensor::{DType, Device, Tensor};
 
-use crate::torch_autograd::with_torch_autograd;
+use crate::torch_autograd::{is_libtorch_float, with_torch_autograd};
 
 /// Layers per [`TorchLstmOps::torch_lstm`] call.
 pub const TORCH_LSTM_MAX_LAYERS: usize = 2;
@@ -120,11 +120,7 @@ impl TorchLstmLayout {
 /// Whether [`torch_lstm`] runs on `device` with `dtype`: LibTorch (CPU or CUDA, with or without
 /// autodiff) and a float type ATen's LSTM takes.
 pub fn has_torch_lstm(device: &Device, dtype: DType) -> bool {
-    matches!(dtype, DType::F32 | DType::F64)
-        && matches!(
-            device.clone().inner().as_dispatch(),
-            DispatchDevice::LibTorch(_)
-        )
+    is_libtorch_float(device, dtype)
 }
 
 /// The output of [`torch_lstm`]: every step's hidden state and the final states.

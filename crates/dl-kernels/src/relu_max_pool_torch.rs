@@ -19,7 +19,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, LibTorch, backend_extension};
 use burn::tensor::Tensor;
 
-use crate::torch_autograd::with_torch_autograd;
+use crate::torch_autograd::{is_libtorch_float, with_torch_autograd};
 
 /// LibTorch's ReLU and max-pool, per backend.
 #[backend_extension(LibTorch: cfg(feature = "tch"), Autodiff)]
@@ -48,7 +48,7 @@ pub struct TorchMaxPoolOptions {
 }
 
 /// `max_pool2d(relu(x))` through LibTorch's kernels, or `None` when `x` is not on a LibTorch
-/// device (see [`crate::has_torch_lstm`], the same test).
+/// device (CPU or CUDA) with an `f32` or `f64` tensor.
 ///
 /// # Panics
 ///
@@ -72,7 +72,7 @@ pub struct TorchMaxPoolOptions {
 /// assert!(dl_kernels::torch_relu_max_pool2d(&x, options).is_none());
 /// ```
 pub fn torch_relu_max_pool2d(x: &Tensor<4>, options: TorchMaxPoolOptions) -> Option<Tensor<4>> {
-    if !crate::has_torch_lstm(&x.device(), x.dtype()) {
+    if !is_libtorch_float(&x.device(), x.dtype()) {
         return None;
     }
     let out = <Dispatch as TorchReluMaxPoolOps>::torch_relu_max_pool2d(

@@ -19,7 +19,18 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::libtorch::TchTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, LibTorch};
+use burn::backend::{Autodiff, DispatchDevice, LibTorch};
+use burn::tensor::{DType, Device};
+
+/// Whether `device` is LibTorch (CPU or CUDA, with or without autodiff) and `dtype` a float type
+/// LibTorch's operators take: where every `*_torch.rs` operation runs.
+pub(crate) fn is_libtorch_float(device: &Device, dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F64)
+        && matches!(
+            device.clone().inner().as_dispatch(),
+            DispatchDevice::LibTorch(_)
+        )
+}
 
 /// What the backward pass keeps: LibTorch's output with its autograd graph, the leaves the
 /// graph was recorded on (one per tracked input, `None` for the others), and Burn's handles on

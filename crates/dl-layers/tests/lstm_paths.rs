@@ -125,3 +125,61 @@ fn native_matches_composed(backend: BackendKind) {
         dl_core::assert_tensor_close!(ca, cb, 1e-5, 1e-6);
     }
 }
+
+/// `dl_kernels::torch_lstm` names what its caller got wrong instead of handing ATen weights
+/// it would misread: a weight count that does not match the layout, and biases on only some
+/// layers.
+#[cfg(feature = "tch")]
+mod torch_lstm_refuses_weights_that_do_not_fit_the_layout {
+    use super::*;
+    use dl_kernels::{TorchLstmLayout, TorchLstmWeights};
+
+    fn weights(device: &Device, biases: bool) -> TorchLstmWeights {
+        TorchLstmWeights {
+            w_ih: Tensor::zeros([16, 3], device),
+            w_hh: Tensor::zeros([16, 4], device),
+            biases: biases.then(|| (Tensor::zeros([16], device), Tensor::zeros([16], device))),
+        }
+    }
+
+    fn layout(num_layers: usize, has_biases: bool) -> TorchLstmLayout {
+        TorchLstmLayout {
+            num_layers,
+            has_biases,
+            bidirectional: false,
+            batch_first: false,
+            dropout: 0.0,
+            train: false,
+        }
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "torch_lstm: 1 layer(s) of 1 direction(s) need as many sets of \
+                               weights, got 2"
+    )]
+    fn tch() {
+        let device = BackendKind::Tch.device().unwrap();
+        let x = Tensor::<3>::zeros([5, 2, 3], &device);
+        let h0 = Tensor::<3>::zeros([1, 2, 4], &device);
+        let two = [weights(&device, true), weights(&device, true)];
+        let _ = dl_kernels::torch_lstm(&x, &two, &h0, &h0, layout(1, true));
+    }
+
+    mod mixed_biases {
+        use super::*;
+
+        #[test]
+        #[should_panic(expected = "torch_lstm: every layer has biases or none has \
+                                   (has_biases: true)")]
+        fn tch() {
+            let device = BackendKind::Tch.device().unwrap();
+            let x = Tensor::<3>::zeros([5, 2, 3], &device);
+            let h0 = Tensor::<3>::zeros([2, 2, 4], &device);
+            let mut upper = weights(&device, false);
+            upper.w_ih = Tensor::zeros([16, 4], &device);
+            let mixed = [weights(&device, true), upper];
+            let _ = dl_kernels::torch_lstm(&x, &mixed, &h0, &h0, layout(2, true));
+        }
+    }
+}

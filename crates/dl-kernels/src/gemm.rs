@@ -66,23 +66,54 @@ impl<'a> MatRef<'a> {
         self.cols
     }
 
-    /// The values of column `j`, top to bottom.
+    /// Columns `first..first + count` into `out`, row `p` of column `first + c` at
+    /// `out[p · out_stride + c]` (a panel of a packed matrix).
     ///
     /// # Panics
     ///
-    /// When `j` lies outside the view or the view reaches past its slice.
-    pub fn column(&self, j: usize) -> impl Iterator<Item = f32> + '_ {
+    /// When the columns lie outside the view, the view reaches past its slice or `out` is too
+    /// short.
+    pub fn copy_columns(&self, first: usize, count: usize, out: &mut [f32], out_stride: usize) {
         assert!(
-            j < self.cols && self.in_bounds(),
-            "column {j} of a {} x {} view (or a view past its slice)",
+            first + count <= self.cols && count <= out_stride && self.in_bounds(),
+            "columns {first}..{} of a {} x {} view (or a view past its slice)",
+            first + count,
             self.rows,
             self.cols
         );
-        self.data[j * self.col_stride..]
-            .iter()
-            .step_by(self.row_stride.max(1))
-            .take(self.rows)
-            .copied()
+        if self.rows == 0 || count == 0 {
+            return;
+        }
+        let out = &mut out[..(self.rows - 1) * out_stride + count];
+        if self.row_stride == 1 {
+            // Each column contiguous (a transposed row-major matrix): read it straight through.
+            // In 16 × 16 blocks through a local tile, so that both the reads (16 values of a
+            // column) and the writes (16 values of a row) are contiguous runs.
+            const BLOCK: usize = 16;
+            let mut tile = [[0.0f32; BLOCK]; BLOCK];
+            for p0 in (0..self.rows).step_by(BLOCK) {
+                let ps = (self.rows - p0).min(BLOCK);
+                for c0 in (0..count).step_by(BLOCK) {
+                    let cs = (count - c0).min(BLOCK);
+                    for (c, tile_column) in tile.iter_mut().enumerate().take(cs) {
+                        let at = (first + c0 + c) * self.col_stride + p0;
+                        tile_column[..ps].copy_from_slice(&self.data[at..at + ps]);
+                    }
+                    for p in 0..ps {
+                        let row = &mut out[(p0 + p) * out_stride + c0..][..cs];
+                        for (c, slot) in row.iter_mut().enumerate() {
+                            *slot = tile[c][p];
+                        }
+                    }
+                }
+            }
+        } else {
+            for (p, row) in out.chunks_mut(out_stride).enumerate() {
+                for (c, slot) in row[..count].iter_mut().enumerate() {
+                    *slot = self.data[p * self.row_stride + (first + c) * self.col_stride];
+                }
+            }
+        }
     }
 
     /// Whether every element the view addresses lies inside `data`.

@@ -75,7 +75,10 @@ pub use layer_norm::{LayerNormOps, has_layer_norm, layer_norm_last};
 #[cfg(feature = "flex")]
 pub use linear::{LinearOps, has_linear, linear};
 #[cfg(feature = "flex")]
-pub use lstm::{LstmOps, has_fused_lstm, lstm_recurrence, lstm_recurrence_batch_first};
+pub use lstm::{
+    LstmInferenceOps, LstmLayerWeights, LstmOps, has_fused_lstm, lstm_layer_inference,
+    lstm_recurrence, lstm_recurrence_batch_first,
+};
 #[cfg(feature = "tch")]
 pub use lstm_torch::{
     TORCH_LSTM_MAX_LAYERS, TorchLstmLayout, TorchLstmOps, TorchLstmOutput, TorchLstmWeights,

@@ -15,7 +15,7 @@
 //! [`lstm_recurrence`] returns `None` for them and `dl_layers::Lstm` keeps its composed path.
 //!
 //! Numerics against PyTorch: the same equations in the same order per element; `σ` and `tanh`
-//! are the Cephes approximations of [`crate::simd_math`] (within 3e-7 relative of the exact
+//! are the approximations of [`crate::simd_math`] (within 3e-7 relative of the exact
 //! values, as PyTorch's own vectorised kernels are), and the products sum in order with fused
 //! multiply-adds as gemm does, so results agree with PyTorch's LSTM to f32 rounding (checked in dl-layers' parity tests at
 //! rtol 1e-5 for outputs and 1e-4 for gradients).
@@ -31,7 +31,7 @@ use burn::tensor::{DType, Device, Shape, Tensor};
 
 use crate::gemm::{MatRef, product};
 use crate::host::HostTensors;
-use crate::lstm_host::{self, Dims, Recurrent};
+use crate::lstm_host::{self, Dims, Input, Recurrent};
 use crate::packed::PackedRhs;
 
 /// The fused recurrence, per backend.
@@ -54,6 +54,131 @@ pub trait LstmOps: Backend {
         reverse: bool,
         batch_first: bool,
     ) -> FloatTensor<Self>;
+}
+
+/// A whole LSTM layer in one direction, for inference: the input projection inside the
+/// recurrence.
+#[backend_extension(Flex)]
+pub trait LstmInferenceOps: Backend {
+    /// One LSTM layer in one direction over a sequence, without autodiff.
+    ///
+    /// * `x` `[T, B, I]` (or `[B, T, I]` when `batch_first`): the layer's input;
+    /// * `w_ih` `[4H, I]`, `bias` `[4H]` (`b_ih + b_hh`), `w_hh` `[4H, H]` (PyTorch's layouts);
+    /// * `h0`, `c0` `[B, H]`; `reverse` as in [`LstmOps::lstm_recurrence`].
+    ///
+    /// Returns what [`LstmOps::lstm_recurrence`] returns for the projection
+    /// `x W_ihᵀ + bias`.
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_layer_inference(
+        x: FloatTensor<Self>,
+        w_ih: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        w_hh: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+        reverse: bool,
+        batch_first: bool,
+    ) -> FloatTensor<Self>;
+}
+
+/// The weights of one layer in one direction for [`lstm_layer_inference`], PyTorch's layouts.
+#[derive(Debug, Clone, Copy)]
+pub struct LstmLayerWeights<'a> {
+    /// `weight_ih` `[4H, I]`.
+    pub w_ih: &'a Tensor<2>,
+    /// `weight_hh` `[4H, H]`.
+    pub w_hh: &'a Tensor<2>,
+    /// `bias_ih + bias_hh` `[4H]`, or `None` for a layer without biases.
+    pub bias: Option<&'a Tensor<1>>,
+}
+
+/// A whole LSTM layer in one direction for inference, or `None` where this does not apply: on
+/// an autodiff device (training keeps the projection for its backward pass: there
+/// [`lstm_recurrence`] after one product), on a device without the host kernel (see
+/// [`has_fused_lstm`]), and below 8 sequences, where the step's product is too small for the
+/// packed form that this path multiplies with.
+///
+/// Each step makes `x_t W_ihᵀ + h_{t−1} W_hhᵀ + bias` as one product of the step's rows with
+/// `[W_ihᵀ; W_hhᵀ]` (packed once per call) instead of reading a projection of the whole
+/// sequence made beforehand: no `[T, B, 4H]` buffer is written and read back. Values agree with
+/// [`lstm_recurrence`] after the projection to f32 rounding (the same sums, in another order).
+///
+/// `x` is `[T, B, I]`, or `[B, T, I]` when `batch_first`; the result is that of
+/// [`lstm_recurrence`] (or [`lstm_recurrence_batch_first`]): `[2, T, B, H]` or `[2, B, T, H]`.
+///
+/// # Panics
+///
+/// When the shapes do not fit together (`dl_layers::Lstm` checks its inputs before calling).
+///
+/// ```
+/// use burn::tensor::{Distribution, Tensor};
+/// use dl_kernels::LstmLayerWeights;
+///
+/// let device = burn::tensor::Device::flex();
+/// let (t, b, i, h) = (5, 8, 3, 4);
+/// let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Default, &device);
+/// let (w_ih, w_hh) = (random([4 * h, i]), random([4 * h, h]));
+/// let bias = Tensor::<1>::ones([4 * h], &device);
+/// let x = Tensor::<3>::random([t, b, i], Distribution::Default, &device);
+/// let zeros = Tensor::<2>::zeros([b, h], &device);
+/// let weights = LstmLayerWeights { w_ih: &w_ih, w_hh: &w_hh, bias: Some(&bias) };
+/// let fused = dl_kernels::lstm_layer_inference(&x, weights, &zeros, &zeros, false, false)
+///     .expect("flex without autodiff, 8 sequences");
+/// // The same as projecting first.
+/// let projected = x.matmul(w_ih.transpose().unsqueeze::<3>()) + bias.unsqueeze::<3>();
+/// let composed =
+///     dl_kernels::lstm_recurrence(&projected, &w_hh, &zeros, &zeros, false).unwrap();
+/// assert_eq!(fused.dims(), [2, t, b, h]);
+/// assert!(fused.all_close(composed, Some(1e-5), Some(1e-6)));
+/// ```
+pub fn lstm_layer_inference(
+    x: &Tensor<3>,
+    weights: LstmLayerWeights<'_>,
+    h0: &Tensor<2>,
+    c0: &Tensor<2>,
+    reverse: bool,
+    batch_first: bool,
+) -> Option<Tensor<4>> {
+    let device = x.device();
+    if device.is_autodiff() || !has_fused_lstm(&device, x.dtype()) {
+        return None;
+    }
+    let [d0, d1, size] = x.dims();
+    let batch = if batch_first { d0 } else { d1 };
+    if batch < PACK_MIN_BATCH {
+        return None;
+    }
+    let [gates, hidden] = weights.w_hh.dims();
+    let bias = match weights.bias {
+        Some(bias) => bias.clone(),
+        None => Tensor::zeros([gates], &device),
+    };
+    assert!(
+        gates == 4 * hidden
+            && weights.w_ih.dims() == [gates, size]
+            && bias.dims() == [gates]
+            && h0.dims() == [batch, hidden]
+            && c0.dims() == [batch, hidden],
+        "lstm_layer_inference: x {:?} (batch_first {batch_first}) needs w_ih [4H, {size}], \
+         w_hh [4H, H], bias [4H], h0 and c0 [{batch}, H]; got {:?}, {:?}, {:?}, {:?}, {:?}",
+        x.dims(),
+        weights.w_ih.dims(),
+        weights.w_hh.dims(),
+        bias.dims(),
+        h0.dims(),
+        c0.dims()
+    );
+    let out = <Dispatch as LstmInferenceOps>::lstm_layer_inference(
+        x.clone().into_dispatch(),
+        weights.w_ih.clone().into_dispatch(),
+        bias.into_dispatch(),
+        weights.w_hh.clone().into_dispatch(),
+        h0.clone().into_dispatch(),
+        c0.clone().into_dispatch(),
+        reverse,
+        batch_first,
+    );
+    Some(Tensor::from_dispatch(out))
 }
 
 /// Whether [`lstm_recurrence`] has a native kernel for `f32` tensors on `device` (Flex, with or
@@ -178,6 +303,49 @@ macro_rules! host_lstm_ops {
                 forward::<Self>(dims, projected, w_hh, h0, c0, reverse, false).0
             }
         }
+
+        impl LstmInferenceOps for $backend {
+            fn lstm_layer_inference(
+                x: FloatTensor<Self>,
+                w_ih: FloatTensor<Self>,
+                bias: FloatTensor<Self>,
+                w_hh: FloatTensor<Self>,
+                h0: FloatTensor<Self>,
+                c0: FloatTensor<Self>,
+                reverse: bool,
+                batch_first: bool,
+            ) -> FloatTensor<Self> {
+                let shape = burn::backend::TensorMetadata::shape(&x);
+                let size = shape[2];
+                let (steps, batch) = if batch_first {
+                    (shape[1], shape[0])
+                } else {
+                    (shape[0], shape[1])
+                };
+                let hidden = burn::backend::TensorMetadata::shape(&w_hh)[1];
+                let dims = Dims {
+                    steps,
+                    batch,
+                    hidden,
+                    batch_first,
+                };
+                let weights = Weights::with_input::<Self>(&w_ih, &bias, &w_hh, dims);
+                let out = lstm_host::forward(
+                    dims,
+                    Input::Raw {
+                        x: &Self::host_values(&x),
+                        size,
+                    },
+                    &Self::host_values(&h0),
+                    &Self::host_values(&c0),
+                    reverse,
+                    false,
+                    &weights,
+                );
+                let [d0, d1, _] = sequence_shape(dims, hidden);
+                Self::from_host(out.states, Shape::new([2, d0, d1, hidden]))
+            }
+        }
     };
 }
 
@@ -215,16 +383,43 @@ impl Weights {
         }
     }
 
+    /// For the forward steps of [`LstmInferenceOps::lstm_layer_inference`]: `[W_ihᵀ; W_hhᵀ]`
+    /// and the bias packed together, whatever the batch, since only that form multiplies the
+    /// step's input as well.
+    fn with_input<B: HostTensors>(
+        w_ih: &FloatTensor<B>,
+        bias: &FloatTensor<B>,
+        w_hh: &FloatTensor<B>,
+        dims: Dims,
+    ) -> Self {
+        let w_hh = B::host_values(w_hh).into_owned();
+        let (w_ih, bias) = (B::host_values(w_ih), B::host_values(bias));
+        let hidden = dims.hidden;
+        let size = w_ih.len() / (4 * hidden).max(1);
+        let packed = PackedRhs::stacked(
+            Some(MatRef::row_major(&w_ih, 4 * hidden, size).t()),
+            MatRef::row_major(&w_hh, 4 * hidden, hidden).t(),
+            Some(&bias),
+        );
+        Self {
+            w_hh,
+            hidden,
+            packed: Some(packed),
+        }
+    }
+
     fn w_hh(&self) -> MatRef<'_> {
         MatRef::row_major(&self.w_hh, 4 * self.hidden, self.hidden)
     }
 }
 
 impl Recurrent for Weights {
-    fn hidden_to_gates(&self, h: &[f32], gates: &mut [f32]) {
+    fn hidden_to_gates(&self, x: &[f32], h: &[f32], gates: &mut [f32]) {
         match &self.packed {
-            Some(packed) => packed.product(gates, h),
+            Some(packed) => packed.product_stacked(gates, x, h),
             None => {
+                // Only `with_input` multiplies the input, and it always packs.
+                debug_assert!(x.is_empty(), "an input projection without packed weights");
                 let h = MatRef::row_major(h, h.len() / self.hidden.max(1), self.hidden);
                 product(gates, h, self.w_hh().t(), false, false);
             }
@@ -280,7 +475,7 @@ fn forward<B: HostTensors>(
     let weights = Weights::new::<B>(&w_hh, dims, true);
     let out = lstm_host::forward(
         dims,
-        &B::host_values(&projected),
+        Input::Projected(&B::host_values(&projected)),
         &B::host_values(&h0),
         &B::host_values(&c0),
         reverse,

@@ -59,10 +59,49 @@ impl Dims {
     }
 }
 
+/// What a step adds the recurrent product to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Input<'a> {
+    /// `x_t W_ihᵀ + b_ih + b_hh` of every step, `[T, B, 4H]` or `[B, T, 4H]`, computed by the
+    /// caller as one product.
+    Projected(&'a [f32]),
+    /// The layer's input `[T, B, I]` or `[B, T, I]` itself, `size` = `I`: the [`Recurrent`]
+    /// multiplies the step's rows by `W_ihᵀ` and adds the biases in the same product as the
+    /// recurrent part (inference, where nothing needs the projection afterwards).
+    Raw { x: &'a [f32], size: usize },
+}
+
+impl<'a> Input<'a> {
+    /// Values per row of the caller's layout.
+    fn width(self, dims: Dims) -> usize {
+        match self {
+            Self::Projected(_) => 4 * dims.hidden,
+            Self::Raw { size, .. } => size,
+        }
+    }
+
+    /// The rows of the first `rows` sequences and those of the others (batch-first only, where
+    /// the rows of a sequence are contiguous).
+    fn split_sequences(self, dims: Dims, rows: usize) -> (Self, Self) {
+        let at = rows * dims.steps * self.width(dims);
+        match self {
+            Self::Projected(p) => {
+                let (a, b) = p.split_at(at);
+                (Self::Projected(a), Self::Projected(b))
+            }
+            Self::Raw { x, size } => {
+                let (a, b) = x.split_at(at);
+                (Self::Raw { x: a, size }, Self::Raw { x: b, size })
+            }
+        }
+    }
+}
+
 /// The two products with the recurrent weight `W_hh` `[4H, H]`.
 pub(crate) trait Recurrent {
-    /// `gates = h W_hhᵀ`: `[B, H]` → `[B, 4H]`.
-    fn hidden_to_gates(&self, h: &[f32], gates: &mut [f32]);
+    /// `gates = h W_hhᵀ`: `[B, H]` → `[B, 4H]`; with the step's input rows `x` `[B, I]` (not
+    /// empty for [`Input::Raw`]), `gates = x W_ihᵀ + h W_hhᵀ + b_ih + b_hh`.
+    fn hidden_to_gates(&self, x: &[f32], h: &[f32], gates: &mut [f32]);
     /// `dh = dz W_hh`: `[B, 4H]` → `[B, H]`.
     fn gates_to_hidden(&self, dz: &[f32], dh: &mut [f32]);
 }
@@ -83,7 +122,7 @@ pub(crate) struct Forward {
 /// otherwise every step splits its rows (see [`split_rows`]).
 pub(crate) fn forward(
     dims: Dims,
-    projected: &[f32],
+    input: Input<'_>,
     h0: &[f32],
     c0: &[f32],
     reverse: bool,
@@ -109,17 +148,17 @@ pub(crate) fn forward(
             );
             let (hs_a, hs_b) = hs.split_at_mut(half * steps * hd);
             let (cs_a, cs_b) = cs.split_at_mut(half * steps * hd);
-            let (p_a, p_b) = projected.split_at(half * steps * 4 * hd);
+            let (in_a, in_b) = input.split_sequences(dims, half);
             let (h0_a, h0_b) = h0.split_at(half * hd);
             let (c0_a, c0_b) = c0.split_at(half * hd);
             rayon::join(
-                || sequence(top, p_a, h0_a, c0_a, reverse, hs_a, cs_a, None, weights),
-                || sequence(bottom, p_b, h0_b, c0_b, reverse, hs_b, cs_b, None, weights),
+                || sequence(top, in_a, h0_a, c0_a, reverse, hs_a, cs_a, None, weights),
+                || sequence(bottom, in_b, h0_b, c0_b, reverse, hs_b, cs_b, None, weights),
             );
         }
         None => sequence(
             dims,
-            projected,
+            input,
             h0,
             c0,
             reverse,
@@ -137,7 +176,7 @@ pub(crate) fn forward(
 #[allow(clippy::too_many_arguments)]
 fn sequence(
     dims: Dims,
-    projected: &[f32],
+    input: Input<'_>,
     h0: &[f32],
     c0: &[f32],
     reverse: bool,
@@ -147,55 +186,84 @@ fn sequence(
     weights: &(impl Recurrent + Sync),
 ) {
     let g = dims.gates_len();
-    let mut scratch = if gates.is_some() {
-        Vec::new()
-    } else {
-        vec![0.0; g]
-    };
     let mut h_prev = h0.to_vec();
     let mut c_prev = c0.to_vec();
     let mut recurrent = vec![0.0; g];
+    // The step's input rows, gathered for the product when it multiplies them itself.
+    let mut x_rows = match input {
+        Input::Raw { size, .. } => vec![0.0; dims.batch * size],
+        Input::Projected(_) => Vec::new(),
+    };
     // Inside one half of a batch split both threads are busy already.
     let split = split_rows(dims).filter(|_| !dims.batch_first || gates.is_some());
     let hd = dims.hidden;
     let arch = Arch::new();
     for s in 0..dims.steps {
         let t = dims.time(s, reverse);
-        let gate_block = match gates.as_deref_mut() {
-            Some(gates) => &mut gates[t * g..][..g],
-            None => &mut scratch[..],
-        };
-        let step =
-            |first: usize, h: &mut [f32], c: &mut [f32], r: &mut [f32], gates: &mut [f32]| {
-                weights.hidden_to_gates(h, r);
-                arch.dispatch(CellForward {
-                    dims,
-                    t,
-                    first,
-                    projected,
-                    recurrent: r,
-                    h_prev: h,
-                    c_prev: c,
-                    gates,
-                });
+        let mut gate_block = gates.as_deref_mut().map(|gates| &mut gates[t * g..][..g]);
+        let step = |first: usize,
+                    h: &mut [f32],
+                    c: &mut [f32],
+                    r: &mut [f32],
+                    x_rows: &mut [f32],
+                    gates: Option<&mut [f32]>,
+                    states: Option<(&mut [f32], &mut [f32])>| {
+            let projected = match input {
+                Input::Projected(p) => Some(p),
+                Input::Raw { x, size } => {
+                    for (b, row) in x_rows.chunks_exact_mut(size).enumerate() {
+                        row.copy_from_slice(&x[dims.row(t, first + b) * size..][..size]);
+                    }
+                    None
+                }
             };
+            weights.hidden_to_gates(x_rows, h, r);
+            arch.dispatch(CellForward {
+                dims,
+                t,
+                first,
+                projected,
+                recurrent: r,
+                h_prev: h,
+                c_prev: c,
+                gates,
+                states,
+            });
+        };
         match split {
             Some(half) => {
                 let (h_a, h_b) = h_prev.split_at_mut(half * hd);
                 let (c_a, c_b) = c_prev.split_at_mut(half * hd);
                 let (r_a, r_b) = recurrent.split_at_mut(half * 4 * hd);
-                let (g_a, g_b) = gate_block.split_at_mut(half * 4 * hd);
+                let per_row = x_rows.len() / dims.batch;
+                let (x_a, x_b) = x_rows.split_at_mut(half * per_row);
+                let (g_a, g_b) = match gate_block.take() {
+                    Some(block) => {
+                        let (a, b) = block.split_at_mut(half * 4 * hd);
+                        (Some(a), Some(b))
+                    }
+                    None => (None, None),
+                };
                 rayon::join(
-                    || step(0, h_a, c_a, r_a, g_a),
-                    || step(half, h_b, c_b, r_b, g_b),
+                    || step(0, h_a, c_a, r_a, x_a, g_a, None),
+                    || step(half, h_b, c_b, r_b, x_b, g_b, None),
                 );
+                // The rows of the two halves interleave in a batch-first layout: copied here.
+                for b in 0..dims.batch {
+                    let row = dims.row(t, b) * hd;
+                    hs[row..][..hd].copy_from_slice(&h_prev[b * hd..][..hd]);
+                    cs[row..][..hd].copy_from_slice(&c_prev[b * hd..][..hd]);
+                }
             }
-            None => step(0, &mut h_prev, &mut c_prev, &mut recurrent, gate_block),
-        }
-        for b in 0..dims.batch {
-            let row = dims.row(t, b) * hd;
-            hs[row..][..hd].copy_from_slice(&h_prev[b * hd..][..hd]);
-            cs[row..][..hd].copy_from_slice(&c_prev[b * hd..][..hd]);
+            None => step(
+                0,
+                &mut h_prev,
+                &mut c_prev,
+                &mut recurrent,
+                &mut x_rows,
+                gate_block,
+                Some((&mut *hs, &mut *cs)),
+            ),
         }
     }
 }
@@ -312,17 +380,22 @@ fn split_rows(dims: Dims) -> Option<usize> {
 /// One step's gates and cell update: every batch row, one SIMD register of hidden units at a
 /// time (the last one partial when `H` is not a multiple of the lane count). Covers the batch
 /// rows `first..first + h_prev.len() / H` (all of them, or one thread's half); updates `h_prev`
-/// and `c_prev` in place and writes the activated gates.
+/// and `c_prev` in place, writes the activated gates when they are kept and the new state into
+/// the step's rows of the output when given.
 struct CellForward<'a> {
     dims: Dims,
     t: usize,
     /// The batch row of `h_prev`'s first row.
     first: usize,
-    projected: &'a [f32],
+    /// The input projection of every step ([`Input::Projected`]), or `None` when `recurrent`
+    /// holds the whole pre-activation already ([`Input::Raw`]).
+    projected: Option<&'a [f32]>,
     recurrent: &'a [f32],
     h_prev: &'a mut [f32],
     c_prev: &'a mut [f32],
-    gates: &'a mut [f32],
+    gates: Option<&'a mut [f32]>,
+    /// Every `h_t` and every `c_t` (`[T, B, H]` or `[B, T, H]` each).
+    states: Option<(&'a mut [f32], &'a mut [f32])>,
 }
 
 impl WithSimd for CellForward<'_> {
@@ -331,31 +404,72 @@ impl WithSimd for CellForward<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let hd = self.dims.hidden;
+        let (mut gates, mut states) = (self.gates, self.states);
         for b in 0..self.h_prev.len() / hd.max(1) {
             let row = self.dims.row(self.t, self.first + b);
-            let p = &self.projected[row * 4 * hd..][..4 * hd];
-            let r = &self.recurrent[b * 4 * hd..][..4 * hd];
-            let gate = &mut self.gates[b * 4 * hd..][..4 * hd];
-            let h_prev = &mut self.h_prev[b * hd..][..hd];
-            let c_prev = &mut self.c_prev[b * hd..][..hd];
-            for start in (0..hd).step_by(S::F32_LANES) {
-                let end = (start + S::F32_LANES).min(hd);
-                let (i0, f0, g0, o0) = (start, hd + start, 2 * hd + start, 3 * hd + start);
-                let w = end - start;
-                let zi = s.add_f32s(load(s, &p[i0..i0 + w]), load(s, &r[i0..i0 + w]));
-                let zf = s.add_f32s(load(s, &p[f0..f0 + w]), load(s, &r[f0..f0 + w]));
-                let zg = s.add_f32s(load(s, &p[g0..g0 + w]), load(s, &r[g0..g0 + w]));
-                let zo = s.add_f32s(load(s, &p[o0..o0 + w]), load(s, &r[o0..o0 + w]));
-                let (i, f, g, o) = (sigmoid(s, zi), sigmoid(s, zf), tanh(s, zg), sigmoid(s, zo));
-                let c = s.mul_add_f32s(f, load(s, &c_prev[start..end]), s.mul_f32s(i, g));
-                let h = s.mul_f32s(o, tanh(s, c));
-                store(s, &mut c_prev[start..end], c);
-                store(s, &mut h_prev[start..end], h);
-                store(s, &mut gate[i0..i0 + w], i);
-                store(s, &mut gate[f0..f0 + w], f);
-                store(s, &mut gate[g0..g0 + w], g);
-                store(s, &mut gate[o0..o0 + w], o);
+            let cell = Cell {
+                projected: self.projected.map(|p| &p[row * 4 * hd..][..4 * hd]),
+                recurrent: &self.recurrent[b * 4 * hd..][..4 * hd],
+                h: &mut self.h_prev[b * hd..][..hd],
+                c: &mut self.c_prev[b * hd..][..hd],
+                out: states
+                    .as_mut()
+                    .map(|(hs, cs)| (&mut hs[row * hd..][..hd], &mut cs[row * hd..][..hd])),
+            };
+            match gates.as_deref_mut() {
+                Some(gates) => cell_row(s, cell, Some(&mut gates[b * 4 * hd..][..4 * hd])),
+                None => cell_row(s, cell, None),
             }
+        }
+    }
+}
+
+/// The pre-activation of `w` gate units from `at`: the projection (when there is one) plus the
+/// recurrent product. A function, not a closure: a closure's SIMD arguments were not inlined.
+#[inline(always)]
+fn z<S: Simd>(s: S, projected: Option<&[f32]>, recurrent: &[f32], at: usize, w: usize) -> S::f32s {
+    let r = load(s, &recurrent[at..at + w]);
+    match projected {
+        Some(p) => s.add_f32s(load(s, &p[at..at + w]), r),
+        None => r,
+    }
+}
+
+/// The slices of one batch row for [`cell_row`].
+struct Cell<'a> {
+    projected: Option<&'a [f32]>,
+    recurrent: &'a [f32],
+    h: &'a mut [f32],
+    c: &'a mut [f32],
+    /// The row's `h_t` and `c_t` in the output, written as well when given.
+    out: Option<(&'a mut [f32], &'a mut [f32])>,
+}
+
+/// One batch row of [`CellForward`]: `h` and `c` updated in place, the activated gates stored
+/// when `gate` is given.
+#[inline(always)]
+fn cell_row<S: Simd>(s: S, mut cell: Cell<'_>, mut gate: Option<&mut [f32]>) {
+    let hd = cell.h.len();
+    let (p, r) = (cell.projected, cell.recurrent);
+    for start in (0..hd).step_by(S::F32_LANES) {
+        let end = (start + S::F32_LANES).min(hd);
+        let (i0, f0, g0, o0) = (start, hd + start, 2 * hd + start, 3 * hd + start);
+        let w = end - start;
+        let (i, f) = (sigmoid(s, z(s, p, r, i0, w)), sigmoid(s, z(s, p, r, f0, w)));
+        let (g, o) = (tanh(s, z(s, p, r, g0, w)), sigmoid(s, z(s, p, r, o0, w)));
+        let c = s.mul_add_f32s(f, load(s, &cell.c[start..end]), s.mul_f32s(i, g));
+        let h = s.mul_f32s(o, tanh(s, c));
+        store(s, &mut cell.c[start..end], c);
+        store(s, &mut cell.h[start..end], h);
+        if let Some((h_out, c_out)) = cell.out.as_mut() {
+            store(s, &mut c_out[start..end], c);
+            store(s, &mut h_out[start..end], h);
+        }
+        if let Some(gate) = gate.as_deref_mut() {
+            store(s, &mut gate[i0..i0 + w], i);
+            store(s, &mut gate[f0..f0 + w], f);
+            store(s, &mut gate[g0..g0 + w], g);
+            store(s, &mut gate[o0..o0 + w], o);
         }
     }
 }
@@ -451,7 +565,8 @@ mod tests {
     }
 
     impl Recurrent for Naive<'_> {
-        fn hidden_to_gates(&self, h: &[f32], out: &mut [f32]) {
+        fn hidden_to_gates(&self, x: &[f32], h: &[f32], out: &mut [f32]) {
+            assert!(x.is_empty(), "Naive has no input weight; see WithInput");
             let hd = self.dims.hidden;
             let b = h.len() / hd;
             for r in 0..b {
@@ -475,6 +590,102 @@ mod tests {
         }
     }
 
+    /// [`Naive`] plus the input projection: `W_ih` `[4H, I]` row-major and a bias `[4H]`.
+    struct WithInput<'a> {
+        naive: Naive<'a>,
+        w_ih: &'a [f32],
+        bias: &'a [f32],
+    }
+
+    impl Recurrent for WithInput<'_> {
+        fn hidden_to_gates(&self, x: &[f32], h: &[f32], out: &mut [f32]) {
+            self.naive.hidden_to_gates(&[], h, out);
+            let n4 = 4 * self.naive.dims.hidden;
+            let size = self.w_ih.len() / n4;
+            for (r, row) in out.chunks_exact_mut(n4).enumerate() {
+                for (k, value) in row.iter_mut().enumerate() {
+                    let dot: f32 = (0..size)
+                        .map(|j| x[r * size + j] * self.w_ih[k * size + j])
+                        .sum();
+                    *value += dot + self.bias[k];
+                }
+            }
+        }
+
+        fn gates_to_hidden(&self, dz: &[f32], dh: &mut [f32]) {
+            self.naive.gates_to_hidden(dz, dh);
+        }
+    }
+
+    #[test]
+    fn the_input_inside_the_step_gives_the_states_of_a_projection_made_first() {
+        // Time-major and batch-first, both directions, one thread and two (40 rows of hidden
+        // 128 split: per step when time-major, into two recurrences when batch-first).
+        for (batch, hidden, batch_first) in [
+            (3, 5, false),
+            (3, 5, true),
+            (40, 128, false),
+            (40, 128, true),
+        ] {
+            let (steps, size) = (4, 6);
+            let dims = Dims {
+                steps,
+                batch,
+                hidden,
+                batch_first,
+            };
+            let n4 = 4 * hidden;
+            let x = values(steps * batch * size, 1);
+            let w_ih = values(n4 * size, 2);
+            let w_hh: Vec<f32> = values(n4 * hidden, 3).iter().map(|v| v * 0.1).collect();
+            let bias = values(n4, 4);
+            let (h0, c0) = (values(dims.state_len(), 5), values(dims.state_len(), 6));
+            // The projection of every row in the caller's layout.
+            let projected: Vec<f32> = x
+                .chunks_exact(size)
+                .flat_map(|row| {
+                    (0..n4).map(|k| {
+                        (0..size).map(|j| row[j] * w_ih[k * size + j]).sum::<f32>() + bias[k]
+                    })
+                })
+                .collect();
+            let naive = Naive { w_hh: &w_hh, dims };
+            let with_input = WithInput {
+                naive: Naive { w_hh: &w_hh, dims },
+                w_ih: &w_ih,
+                bias: &bias,
+            };
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a thread pool");
+                for reverse in [false, true] {
+                    let (a, b) = pool.install(|| {
+                        let a = forward(
+                            dims,
+                            Input::Projected(&projected),
+                            &h0,
+                            &c0,
+                            reverse,
+                            false,
+                            &naive,
+                        );
+                        let raw = Input::Raw { x: &x, size };
+                        let b = forward(dims, raw, &h0, &c0, reverse, false, &with_input);
+                        (a.states, b.states)
+                    });
+                    for (k, (a, b)) in a.iter().zip(&b).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                            "{dims:?}, reverse {reverse}, {threads} threads: state {k}: {a} against {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     fn values(len: usize, seed: u32) -> Vec<f32> {
         // A fixed, irregular sequence in (-1, 1).
         (0..len)
@@ -493,7 +704,15 @@ mod tests {
         rev: bool,
         dl: &[f32],
     ) -> f64 {
-        let fwd = forward(dims, p, h0, c0, rev, false, &Naive { w_hh: w, dims });
+        let fwd = forward(
+            dims,
+            Input::Projected(p),
+            h0,
+            c0,
+            rev,
+            false,
+            &Naive { w_hh: w, dims },
+        );
         fwd.states
             .iter()
             .zip(dl)
@@ -525,7 +744,7 @@ mod tests {
         let dl = values(2 * dims.steps * dims.state_len(), 5);
         for rev in [false, true] {
             let weights = Naive { w_hh: &w, dims };
-            let fwd = forward(dims, &p, &h0, &c0, rev, true, &weights);
+            let fwd = forward(dims, Input::Projected(&p), &h0, &c0, rev, true, &weights);
             let gates = fwd.gates.as_deref().unwrap_or_default();
             let back = backward(dims, &dl, &fwd.states, gates, &h0, &c0, rev, &weights);
             let eps = 1e-2f32;
@@ -591,12 +810,13 @@ mod tests {
             pool.install(|| {
                 assert_eq!(split_rows(dims).is_some(), threads > 1);
                 let weights = Naive { w_hh: &w, dims };
-                let fwd = forward(dims, &p, &h0, &c0, true, true, &weights);
+                let fwd = forward(dims, Input::Projected(&p), &h0, &c0, true, true, &weights);
                 let gates = fwd.gates.clone().unwrap_or_default();
                 let back = backward(dims, &dl, &fwd.states, &gates, &h0, &c0, true, &weights);
                 // Without kept gates (inference) a batch-first recurrence splits the batch
                 // into two recurrences instead of splitting every step.
-                let inference = forward(dims, &p, &h0, &c0, true, false, &weights);
+                let inference =
+                    forward(dims, Input::Projected(&p), &h0, &c0, true, false, &weights);
                 assert!(inference.gates.is_none());
                 let states = (fwd.states, inference.states);
                 (states, gates, back.d_projected, back.d_h0, back.d_c0)

@@ -422,6 +422,29 @@ impl Lstm {
         Some((input, (join(h_n), join(c_n))))
     }
 
+    /// (outputs, h_T, c_T) from the `[2, T, B, H]` (or `[2, B, T, H]`) states of the fused
+    /// kernels: every h_t, then every c_t, in time order; `dims` those of the layer's input.
+    fn split_states(
+        &self,
+        states: Tensor<4>,
+        reverse: bool,
+        dims: [usize; 3],
+    ) -> (Tensor<3>, Tensor<2>, Tensor<2>) {
+        let (h, time_dim) = (self.hidden_size, self.time_dim());
+        let (t_len, batch) = (dims[time_dim], dims[1 - time_dim]);
+        let last = if reverse { 0 } else { t_len - 1 };
+        let final_state = |which: usize| {
+            states
+                .clone()
+                .narrow(0, which, 1)
+                .narrow(1 + time_dim, last, 1)
+                .reshape([batch, h])
+        };
+        let (h_last, c_last) = (final_state(0), final_state(1));
+        let out = states.narrow(0, 0, 1).reshape([dims[0], dims[1], h]);
+        (out, h_last, c_last)
+    }
+
     /// One layer in one direction over the whole sequence; returns (outputs, h_T, c_T).
     fn run_direction(
         &self,
@@ -435,6 +458,26 @@ impl Lstm {
         let dims = x.dims();
         let time_dim = self.time_dim();
         let (t_len, batch) = (dims[time_dim], dims[1 - time_dim]);
+
+        // Inference on a device with the host kernel: the input projection inside each step.
+        #[cfg(feature = "flex")]
+        if self.fused {
+            let (w_ih, w_hh, bias) = (
+                params.weight_ih.val(),
+                params.weight_hh.val(),
+                params.folded_bias(),
+            );
+            let weights = dl_kernels::LstmLayerWeights {
+                w_ih: &w_ih,
+                w_hh: &w_hh,
+                bias: bias.as_ref(),
+            };
+            if let Some(states) =
+                dl_kernels::lstm_layer_inference(&x, weights, &h_t, &c_t, reverse, self.batch_first)
+            {
+                return self.split_states(states, reverse, dims);
+            }
+        }
 
         // All time steps' input projections in one product, both biases folded in once.
         let projected = linear(
@@ -451,18 +494,7 @@ impl Lstm {
                 dl_kernels::lstm_recurrence(&projected, &w_hh, &h_t, &c_t, reverse)
             };
             if let Some(states) = fused {
-                // [2, T, B, H] (or [2, B, T, H]): every h_t, then every c_t, in time order.
-                let last = if reverse { 0 } else { t_len - 1 };
-                let final_state = |which: usize| {
-                    states
-                        .clone()
-                        .narrow(0, which, 1)
-                        .narrow(1 + time_dim, last, 1)
-                        .reshape([batch, h])
-                };
-                let (h_last, c_last) = (final_state(0), final_state(1));
-                let out = states.narrow(0, 0, 1).reshape([dims[0], dims[1], h]);
-                return (out, h_last, c_last);
+                return self.split_states(states, reverse, dims);
             }
         }
         let w_hh = params.weight_hh.val().transpose(); // [H, 4H], once per forward

@@ -14,6 +14,7 @@
 //! | softmax over the last axis with a one-pass backward | `softmax.rs` | Flex | PyTorch's definition, SIMD `exp` within 2 ulp; backward PyTorch's formula |
 //! | layer normalisation over the last axis with a one-pass backward | `layer_norm.rs` | Flex | PyTorch's definition; two-pass mean and variance in f32 |
 //! | ReLU + 2x2 stride-2 max-pool in one pass, one byte per output for the backward | `relu_max_pool.rs` | Flex | exact, PyTorch's tie and NaN rules |
+//! | a linear map through LibTorch's `at::linear` (one `addmm`), inference | `linear_torch.rs` | LibTorch (feature `tch`) | PyTorch's own kernel |
 //! | ReLU + max-pool through LibTorch's kernels, backward by LibTorch's autograd | `relu_max_pool_torch.rs`, `torch_autograd.rs` | LibTorch (feature `tch`) | PyTorch's own kernels |
 //! | inverted dropout with a hashed mask, recomputed in the backward pass | `dropout.rs` | Flex | PyTorch's definition; another random stream |
 //! | vectorisable `exp`, `sigmoid`, `tanh` | `simd_math.rs` | every CPU | Cephes, within 2–3 ulp |
@@ -44,6 +45,8 @@ mod host;
 mod layer_norm;
 #[cfg(feature = "flex")]
 mod linear;
+#[cfg(feature = "tch")]
+mod linear_torch;
 #[cfg(feature = "flex")]
 mod lstm;
 #[cfg(feature = "flex")]
@@ -74,6 +77,8 @@ pub use host::HostTensors;
 pub use layer_norm::{LayerNormOps, has_layer_norm, layer_norm_last};
 #[cfg(feature = "flex")]
 pub use linear::{LinearOps, has_linear, linear};
+#[cfg(feature = "tch")]
+pub use linear_torch::{TorchLinearOps, torch_linear};
 #[cfg(feature = "flex")]
 pub use lstm::{
     LstmInferenceOps, LstmLayerWeights, LstmOps, has_fused_lstm, lstm_layer_inference,

@@ -8,8 +8,10 @@ use burn::tensor::Tensor;
 /// `burn::tensor::module::linear`, with the same result to f32 rounding. On Flex (f32) with a
 /// bias it runs through [`dl_kernels::linear`]: the bias and the product written in one pass,
 /// and a backward pass of three products on host memory (docs/performance.md has the
-/// measurements). Without a bias, on other backends, or when the shapes do not fit (Burn then
-/// reports the mismatch), it is Burn's `linear`.
+/// measurements). On LibTorch without autodiff (inference) with a bias it is LibTorch's
+/// `at::linear` ([`dl_kernels::torch_linear`], feature `tch`). Without a bias, on other
+/// backends, or when the shapes do not fit (Burn then reports the mismatch), it is Burn's
+/// `linear`.
 ///
 /// ```
 /// use burn::tensor::Tensor;
@@ -33,6 +35,16 @@ pub fn linear<const D: usize>(
             && x.dims()[D - 1] == k
             && b.dims() == [n]
             && let Some(y) = dl_kernels::linear(&x, &weight, b)
+        {
+            return y;
+        }
+        // Inference on LibTorch: one `addmm`, as PyTorch's `nn.Linear`, instead of a product
+        // and a separate bias addition.
+        #[cfg(feature = "tch")]
+        if D >= 1
+            && x.dims()[D - 1] == weight.dims()[0]
+            && b.dims() == [weight.dims()[1]]
+            && let Some(y) = dl_kernels::torch_linear(&x, &weight, b)
         {
             return y;
         }

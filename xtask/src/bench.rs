@@ -12,6 +12,10 @@
 //! - `--filter TEXT` (repeatable): only the cases whose id contains TEXT.
 //! - `--threads N`: intra-op threads on both sides (default: every logical CPU).
 //! - `--no-pytorch`: the Rust side only (no ratios).
+//! - `--rounds N`: run both sides N times, alternating, and keep per case the round with the
+//!   median median (default 3 for a full run, 1 for `--quick`): this machine's speed drifts
+//!   by 10-40% over minutes, and a drift between the Rust side and the PyTorch side of a single
+//!   round moved ratios by 0.2-0.8.
 //!
 //! A full run with `--filter` or `--no-pytorch` is partial: its history line goes to
 //! `target/bench/history-partial.jsonl`, not the committed one. `--features tch` installs
@@ -26,7 +30,9 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use dl_bench::schema::{Machine, PYTORCH, Record, RunResults, SCHEMA_VERSION, SideResults};
+use dl_bench::schema::{
+    Machine, PYTORCH, Record, RunResults, SCHEMA_VERSION, SideResults, median_round,
+};
 use dl_bench::{dashboard, history, report};
 
 use crate::bench_epoch::{self, EpochPlan};
@@ -63,6 +69,10 @@ pub struct BenchArgs {
     /// The Rust side only (no PyTorch, no ratios).
     #[arg(long)]
     no_pytorch: bool,
+    /// Run both sides N times, alternating, and keep per case the round with the median median
+    /// (default: 3, or 1 with --quick).
+    #[arg(long, value_name = "N")]
+    rounds: Option<NonZeroUsize>,
     /// Also replace the table in docs/performance.md.
     #[arg(long)]
     update_docs: bool,
@@ -82,16 +92,31 @@ pub fn run(options: &BenchArgs) -> Result<()> {
         .map_or(0, |d| d.as_secs());
     let load_before = load_average();
 
+    let rounds = options
+        .rounds
+        .map_or(if options.quick { 1 } else { 3 }, NonZeroUsize::get);
     let (plan, burn_json) = (out.join("plan.json"), out.join("burn.json"));
-    run_rust_side(&root, options, threads, &plan, &burn_json)?;
-    let burn = read_side(&burn_json)?;
-    let pytorch = run_pytorch_side(&root, options, &plan, &out.join("pytorch.json"))?;
-
-    let mut records = burn.records.clone();
-    if let Some(side) = &pytorch {
-        records.extend(side.records.iter().cloned());
+    let (mut burn_rounds, mut pytorch_rounds, mut epoch_rounds) = (vec![], vec![], vec![]);
+    let (mut burn, mut pytorch) = (None, None);
+    for round in 1..=rounds {
+        if rounds > 1 {
+            eprintln!("round {round} of {rounds}");
+        }
+        run_rust_side(&root, options, threads, &plan, &burn_json)?;
+        let side = read_side(&burn_json)?;
+        burn_rounds.push(side.records.clone());
+        burn.get_or_insert(side);
+        let side = run_pytorch_side(&root, options, &plan, &out.join("pytorch.json"))?;
+        if let Some(side) = side {
+            pytorch_rounds.push(side.records.clone());
+            pytorch.get_or_insert(side);
+        }
+        epoch_rounds.push(run_epochs(&root, options, threads, pytorch.is_some())?);
     }
-    records.extend(run_epochs(&root, options, threads, pytorch.is_some())?);
+    let burn = burn.context("no round of the Rust side ran")?;
+    let mut records = median_round(burn_rounds);
+    records.extend(median_round(pytorch_rounds));
+    records.extend(median_round(epoch_rounds));
     let results = RunResults {
         schema: SCHEMA_VERSION,
         unix_time,
@@ -100,6 +125,7 @@ pub fn run(options: &BenchArgs) -> Result<()> {
         threads: burn.threads,
         warmup: burn.warmup,
         repetitions: burn.repetitions,
+        rounds,
         burn: burn.framework.clone(),
         pytorch: pytorch.as_ref().map(|p| p.framework.clone()),
         machine: Machine {
@@ -135,8 +161,9 @@ pub fn run(options: &BenchArgs) -> Result<()> {
         let m = &results.machine;
         let context = format!(
             "Measured {} UTC at commit `{}`: {} on {} ({} logical CPUs), {} mode, {} \
-             thread(s) on both sides, {} warm-up + {} timed iterations, median in ms; load \
-             average {:.2} before and {:.2} after.\n\n",
+             thread(s) on both sides, {} warm-up + {} timed iterations, median in ms, the \
+             median of {} alternating round(s) of both sides; load average {:.2} before and \
+             {:.2} after.\n\n",
             dashboard::utc_date(results.unix_time),
             results.commit,
             m.os,
@@ -146,6 +173,7 @@ pub fn run(options: &BenchArgs) -> Result<()> {
             results.threads,
             results.warmup,
             results.repetitions,
+            results.rounds,
             m.load_before,
             m.load_after,
         );
@@ -387,6 +415,7 @@ mod tests {
         let o = options(&[]);
         assert!(!o.quick && !o.no_pytorch && !o.update_docs);
         assert_eq!((o.backends, o.features, o.threads), (None, None, None));
+        assert_eq!(o.rounds, None);
         assert!(o.filters.is_empty());
         let o = options(&[
             "--quick",
@@ -402,12 +431,15 @@ mod tests {
             "mlp/",
             "--threads",
             "2",
+            "--rounds",
+            "5",
         ]);
         assert!(o.quick && o.no_pytorch && o.update_docs);
         assert_eq!(o.backends.as_deref(), Some("flex,tch"));
         assert_eq!(o.features.as_deref(), Some("tch"));
         assert_eq!(o.filters, ["lstm", "mlp/"]);
         assert_eq!(o.threads.map(NonZeroUsize::get), Some(2));
+        assert_eq!(o.rounds.map(NonZeroUsize::get), Some(5));
     }
 
     #[test]
@@ -415,6 +447,7 @@ mod tests {
         for args in [
             &["--threads", "0"][..],
             &["--threads", "two"],
+            &["--rounds", "0"],
             &["--filter"],
         ] {
             let err = crate::parse_args::<BenchArgs>(args).unwrap_err();

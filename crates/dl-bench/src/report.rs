@@ -155,6 +155,7 @@ pub(crate) mod tests {
             threads: 2,
             warmup: 5,
             repetitions: 30,
+            rounds: 1,
             burn: "burn 0.22.1".into(),
             pytorch: Some("torch 2.9.0".into()),
             machine: Machine::default(),

@@ -112,6 +112,10 @@ pub struct RunResults {
     pub warmup: usize,
     /// Timed iterations per case.
     pub repetitions: usize,
+    /// Alternating rounds of both sides; each record is the round with the median median
+    /// (1 in runs recorded before rounds existed).
+    #[serde(default = "one_round")]
+    pub rounds: usize,
     /// The Rust side's framework string.
     pub burn: String,
     /// The PyTorch side's framework string, when it ran.
@@ -120,6 +124,43 @@ pub struct RunResults {
     pub machine: Machine,
     /// Every record of both sides.
     pub records: Vec<Record>,
+}
+
+fn one_round() -> usize {
+    1
+}
+
+/// Per case and backend, the record of the round whose median is the median of the rounds' (the
+/// upper middle one for an even count), in the order of the first round: one round slowed by
+/// the machine (a neighbour, a frequency change) moves no ratio. Cases missing from some round
+/// take the median of the rounds that have them.
+///
+/// ```
+/// use dl_bench::schema::{Record, median_round};
+///
+/// let round = |ms: f64| vec![Record::from_samples("mlp/train/b64", "flex", &[ms * 1e6]).unwrap()];
+/// let kept = median_round(vec![round(2.0), round(9.0), round(3.0)]);
+/// assert_eq!(kept[0].median_ns, 3e6);
+/// ```
+pub fn median_round(rounds: Vec<Vec<Record>>) -> Vec<Record> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for record in rounds.iter().flatten() {
+        let key = (record.id.clone(), record.backend.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.into_iter()
+        .filter_map(|(id, backend)| {
+            let mut same: Vec<&Record> = rounds
+                .iter()
+                .flatten()
+                .filter(|r| r.id == id && r.backend == backend)
+                .collect();
+            same.sort_by(|a, b| a.median_ns.total_cmp(&b.median_ns));
+            same.get(same.len() / 2).map(|r| (*r).clone())
+        })
+        .collect()
 }
 
 impl RunResults {

@@ -11,6 +11,11 @@
 //! as one `[4H, T·B] × [T·B, H]` product after the loop, instead of the ~10 recorded
 //! operations per step that the composed LSTM leaves to Burn's autodiff.
 //!
+//! For inference (no autodiff) from 8 sequences up, [`lstm_layer_inference`] runs the whole layer
+//! instead: no projection made beforehand, each step multiplies `[x_t, h_{t−1}]` by
+//! `[W_ihᵀ; W_hhᵀ]` packed once with the bias, so no `[T, B, 4H]` buffer is written and read
+//! back (training needs that projection for its backward pass, so it keeps the split).
+//!
 //! Backends without the kernel (NdArray, LibTorch, wgpu, CUDA) are not routed here:
 //! [`lstm_recurrence`] returns `None` for them and `dl_layers::Lstm` keeps its composed path.
 //!

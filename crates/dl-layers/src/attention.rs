@@ -257,6 +257,9 @@ impl MultiHeadAttention {
         need_weights: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
         validate::or_panic(self.check_shapes(&query, &key, &value, &mask));
+        if let Some(out) = self.native_inference(&query, &key, &value, &mask, need_weights) {
+            return (out, None);
+        }
         let (q, k, v) = self.project(query, key, value);
         self.attend(q, k, v, &mask, need_weights)
     }
@@ -275,6 +278,9 @@ impl MultiHeadAttention {
         let [b, l, _] = query.dims();
         let s = key.dims()[1];
         check_fully_masked(&mask, b, l, s, &query.device())?;
+        if let Some(out) = self.native_inference(&query, &key, &value, &mask, need_weights) {
+            return Ok((out, None));
+        }
         let (q, k, v) = self.project(query, key, value);
         Ok(self.attend(q, k, v, &mask, need_weights))
     }
@@ -292,6 +298,9 @@ impl MultiHeadAttention {
         need_weights: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
         validate::or_panic(self.check_shapes(&x, &x, &x, &mask));
+        if let Some(out) = self.native_inference(&x, &x, &x, &mask, need_weights) {
+            return (out, None);
+        }
         let (q, k, v) = self.project_self(x);
         self.attend(q, k, v, &mask, need_weights)
     }
@@ -305,6 +314,9 @@ impl MultiHeadAttention {
         need_weights: bool,
     ) -> Result<(Tensor<3>, Option<Tensor<4>>)> {
         self.check_self(&x, &mask)?;
+        if let Some(out) = self.native_inference(&x, &x, &x, &mask, need_weights) {
+            return Ok((out, None));
+        }
         let (q, k, v) = self.project_self(x);
         Ok(self.attend(q, k, v, &mask, need_weights))
     }
@@ -348,6 +360,49 @@ impl MultiHeadAttention {
             .as_ref()
             .map(|b| b.val().narrow(0, part * e, e));
         (w, b)
+    }
+
+    /// Inference through the backend's own whole-layer attention kernel, where there is one and
+    /// it computes exactly this: LibTorch's `at::_native_multi_head_attention` (PyTorch's fused
+    /// inference path, `dl_kernels::torch_multi_head_attention`), without attention weights,
+    /// without any mask (padding, causal or custom), with both projection biases, with query,
+    /// key and value of one shape (the kernel's condition), off autodiff. `None` everywhere
+    /// else, and always without the `tch` feature.
+    #[allow(unused_variables)]
+    fn native_inference(
+        &self,
+        query: &Tensor<3>,
+        key: &Tensor<3>,
+        value: &Tensor<3>,
+        mask: &AttentionMask,
+        need_weights: bool,
+    ) -> Option<Tensor<3>> {
+        #[cfg(feature = "tch")]
+        if !need_weights
+            && mask.never_fully_masks()
+            && !mask.causal
+            && query.dims() == key.dims()
+            && key.dims() == value.dims()
+            && let (Some(in_bias), Some(out_bias)) = (&self.in_proj_bias, &self.out_proj.bias)
+        {
+            let (in_weight, in_bias) = (self.in_proj_weight.val(), in_bias.val());
+            // Burn's Linear stores `[in, out]`; the kernel takes PyTorch's `[out, in]`.
+            let (out_weight, out_bias) = (self.out_proj.weight.val().transpose(), out_bias.val());
+            let weights = dl_kernels::TorchAttentionWeights {
+                in_weight: &in_weight,
+                in_bias: &in_bias,
+                out_weight: &out_weight,
+                out_bias: &out_bias,
+            };
+            return dl_kernels::torch_multi_head_attention(
+                query,
+                key,
+                value,
+                weights,
+                self.num_heads,
+            );
+        }
+        None
     }
 
     fn project(

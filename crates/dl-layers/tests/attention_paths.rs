@@ -39,3 +39,37 @@ fn fused_equals_decomposed(backend: BackendKind) {
 mod fused_inference_path_equals_the_decomposed_one {
     dl_core::per_backend_tests!(super::fused_equals_decomposed);
 }
+
+/// On LibTorch, unmasked self-attention at inference without weights is PyTorch's own fused
+/// kernel (`at::_native_multi_head_attention`): the layer's output is that kernel's, bit for
+/// bit, and the kernel declines an autodiff device.
+#[cfg(feature = "tch")]
+mod native_attention_is_pytorchs_kernel {
+    use super::*;
+
+    #[test]
+    fn tch() {
+        let device = BackendKind::Tch.device().unwrap();
+        dl_core::seed_device(&device, 25);
+        let mha = MultiHeadAttentionConfig::new(16, 4).init(&device).unwrap();
+        let x = rand3([3, 7, 16], &device);
+        let (layer, _) = mha.forward_self(x.clone(), AttentionMask::none(), false);
+        let (in_weight, in_bias) = (
+            mha.in_proj_weight.val(),
+            mha.in_proj_bias.as_ref().unwrap().val(),
+        );
+        let out_weight = mha.out_proj.weight.val().transpose();
+        let out_bias = mha.out_proj.bias.as_ref().unwrap().val();
+        let weights = dl_kernels::TorchAttentionWeights {
+            in_weight: &in_weight,
+            in_bias: &in_bias,
+            out_weight: &out_weight,
+            out_bias: &out_bias,
+        };
+        let kernel = dl_kernels::torch_multi_head_attention(&x, &x, &x, weights, 4).unwrap();
+        assert!(layer.equal(kernel).all().into_scalar::<bool>());
+        let autodiff = BackendKind::Tch.autodiff_device().unwrap();
+        let x = Tensor::<3>::from_data(x.to_data(), &autodiff);
+        assert!(dl_kernels::torch_multi_head_attention(&x, &x, &x, weights, 4).is_none());
+    }
+}

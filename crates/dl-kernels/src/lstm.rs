@@ -622,6 +622,55 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(
+        expected = "lstm_layer_inference: x [5, 8, 3] (batch_first false) needs \
+                               w_ih [4H, 3]"
+    )]
+    fn inconsistent_inference_shapes_are_named() {
+        let device = Device::flex();
+        let x = Tensor::<3>::zeros([5, 8, 3], &device);
+        let (w_ih, w_hh) = (
+            Tensor::zeros([12, 4], &device),
+            Tensor::zeros([12, 3], &device),
+        );
+        let zeros = Tensor::<2>::zeros([8, 3], &device);
+        let weights = LstmLayerWeights {
+            w_ih: &w_ih,
+            w_hh: &w_hh,
+            bias: None,
+        };
+        let _ = lstm_layer_inference(&x, weights, &zeros, &zeros, false, false);
+    }
+
+    #[test]
+    fn inference_takes_plain_devices_from_eight_sequences() {
+        let run = |device: &Device, batch: usize| {
+            let x = Tensor::<3>::zeros([5, batch, 3], device);
+            let (w_ih, w_hh) = (Tensor::zeros([8, 3], device), Tensor::zeros([8, 2], device));
+            let zeros = Tensor::<2>::zeros([batch, 2], device);
+            let weights = LstmLayerWeights {
+                w_ih: &w_ih,
+                w_hh: &w_hh,
+                bias: None,
+            };
+            lstm_layer_inference(&x, weights, &zeros, &zeros, true, false)
+        };
+        let plain = Device::flex();
+        let states = run(&plain, 8).expect("flex, 8 sequences");
+        assert_eq!(states.dims(), [2, 5, 8, 2]);
+        // All gates 0 without a bias: every state stays 0.
+        assert_eq!(states.abs().sum().into_scalar::<f32>(), 0.0);
+        assert!(
+            run(&plain, 7).is_none(),
+            "below 8 sequences: the projection first"
+        );
+        assert!(
+            run(&plain.clone().autodiff(), 8).is_none(),
+            "training keeps the projection"
+        );
+    }
+
+    #[test]
     #[cfg(feature = "ndarray")]
     fn other_backends_are_not_routed() {
         #[allow(deprecated)]

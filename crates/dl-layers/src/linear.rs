@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 /// bias it runs through [`dl_kernels::linear`]: the bias and the product written in one pass,
 /// and a backward pass of three products on host memory (docs/performance.md has the
 /// measurements). On LibTorch without autodiff (inference) with a bias it is LibTorch's
-/// `at::linear` ([`dl_kernels::torch_linear`], feature `tch`). Without a bias, on other
+/// `at::linear` (`dl_kernels::torch_linear`, feature `tch`). Without a bias, on other
 /// backends, or when the shapes do not fit (Burn then reports the mismatch), it is Burn's
 /// `linear`.
 ///

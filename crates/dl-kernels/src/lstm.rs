@@ -365,26 +365,27 @@ const PACK_MIN_BATCH: usize = 8;
 /// reuses: `h W_hhᵀ` in the forward steps, `dz W_hh` in the backward steps. Through the
 /// backend's matmul each step paid for an extra zero-filled and copied output; through gemm at
 /// batch 64 for a repacking of the same weight at every step, hence the packed form.
-struct Weights {
-    w_hh: Vec<f32>,
-    hidden: usize,
-    /// `W_hhᵀ` (forward) or `W_hh` (backward), packed, for batches of [`PACK_MIN_BATCH`] and up.
-    packed: Option<PackedRhs>,
+enum Weights {
+    /// `W_hhᵀ` (forward) or `W_hh` (backward) packed, for batches of [`PACK_MIN_BATCH`] and up;
+    /// for [`LstmInferenceOps::lstm_layer_inference`], `[W_ihᵀ; W_hhᵀ]` with the bias.
+    Packed(PackedRhs),
+    /// `W_hh` `[4H, H]` row-major, multiplied through gemm (batches under [`PACK_MIN_BATCH`]).
+    Plain { w_hh: Vec<f32>, hidden: usize },
 }
 
 impl Weights {
     /// For one pass: the forward steps (`forward`) or the backward steps.
     fn new<B: HostTensors>(w_hh: &FloatTensor<B>, dims: Dims, forward: bool) -> Self {
-        let w_hh = B::host_values(w_hh).into_owned();
+        let values = B::host_values(w_hh);
         let hidden = dims.hidden;
-        let packed = (dims.batch >= PACK_MIN_BATCH).then(|| {
-            let view = MatRef::row_major(&w_hh, 4 * hidden, hidden);
-            PackedRhs::new(if forward { view.t() } else { view })
-        });
-        Self {
-            w_hh,
-            hidden,
-            packed,
+        if dims.batch >= PACK_MIN_BATCH {
+            let view = MatRef::row_major(&values, 4 * hidden, hidden);
+            Self::Packed(PackedRhs::new(if forward { view.t() } else { view }))
+        } else {
+            Self::Plain {
+                w_hh: values.into_owned(),
+                hidden,
+            }
         }
     }
 
@@ -397,47 +398,39 @@ impl Weights {
         w_hh: &FloatTensor<B>,
         dims: Dims,
     ) -> Self {
-        let w_hh = B::host_values(w_hh).into_owned();
-        let (w_ih, bias) = (B::host_values(w_ih), B::host_values(bias));
+        let (w_ih, w_hh) = (B::host_values(w_ih), B::host_values(w_hh));
+        let bias = B::host_values(bias);
         let hidden = dims.hidden;
         let size = w_ih.len() / (4 * hidden).max(1);
-        let packed = PackedRhs::stacked(
+        Self::Packed(PackedRhs::stacked(
             Some(MatRef::row_major(&w_ih, 4 * hidden, size).t()),
             MatRef::row_major(&w_hh, 4 * hidden, hidden).t(),
             Some(&bias),
-        );
-        Self {
-            w_hh,
-            hidden,
-            packed: Some(packed),
-        }
-    }
-
-    fn w_hh(&self) -> MatRef<'_> {
-        MatRef::row_major(&self.w_hh, 4 * self.hidden, self.hidden)
+        ))
     }
 }
 
 impl Recurrent for Weights {
     fn hidden_to_gates(&self, x: &[f32], h: &[f32], gates: &mut [f32]) {
-        match &self.packed {
-            Some(packed) => packed.product_stacked(gates, x, h),
-            None => {
+        match self {
+            Self::Packed(packed) => packed.product_stacked(gates, x, h),
+            Self::Plain { w_hh, hidden } => {
                 // Only `with_input` multiplies the input, and it always packs.
                 debug_assert!(x.is_empty(), "an input projection without packed weights");
-                let h = MatRef::row_major(h, h.len() / self.hidden.max(1), self.hidden);
-                product(gates, h, self.w_hh().t(), false, false);
+                let w_hh = MatRef::row_major(w_hh, 4 * hidden, *hidden);
+                let h = MatRef::row_major(h, h.len() / (*hidden).max(1), *hidden);
+                product(gates, h, w_hh.t(), false, false);
             }
         }
     }
 
     fn gates_to_hidden(&self, dz: &[f32], dh: &mut [f32]) {
-        match &self.packed {
-            Some(packed) => packed.product(dh, dz),
-            None => {
-                let dz =
-                    MatRef::row_major(dz, dz.len() / (4 * self.hidden).max(1), 4 * self.hidden);
-                product(dh, dz, self.w_hh(), false, false);
+        match self {
+            Self::Packed(packed) => packed.product(dh, dz),
+            Self::Plain { w_hh, hidden } => {
+                let w_hh = MatRef::row_major(w_hh, 4 * hidden, *hidden);
+                let dz = MatRef::row_major(dz, dz.len() / (4 * hidden).max(1), 4 * hidden);
+                product(dh, dz, w_hh, false, false);
             }
         }
     }

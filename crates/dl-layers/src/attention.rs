@@ -368,7 +368,7 @@ impl MultiHeadAttention {
     /// without any mask (padding, causal or custom), with both projection biases, with query,
     /// key and value of one shape (the kernel's condition), off autodiff. `None` everywhere
     /// else, and always without the `tch` feature.
-    #[allow(unused_variables)]
+    #[cfg_attr(not(feature = "tch"), allow(unused_variables))]
     fn native_inference(
         &self,
         query: &Tensor<3>,

@@ -459,14 +459,11 @@ impl Lstm {
         let time_dim = self.time_dim();
         let (t_len, batch) = (dims[time_dim], dims[1 - time_dim]);
 
+        let bias = params.folded_bias();
         // Inference on a device with the host kernel: the input projection inside each step.
         #[cfg(feature = "flex")]
         if self.fused {
-            let (w_ih, w_hh, bias) = (
-                params.weight_ih.val(),
-                params.weight_hh.val(),
-                params.folded_bias(),
-            );
+            let (w_ih, w_hh) = (params.weight_ih.val(), params.weight_hh.val());
             let weights = dl_kernels::LstmLayerWeights {
                 w_ih: &w_ih,
                 w_hh: &w_hh,
@@ -483,7 +480,7 @@ impl Lstm {
         let projected = linear(
             x.reshape([dims[0] * dims[1], dims[2]]),
             params.weight_ih.val().transpose(),
-            params.folded_bias(),
+            bias,
         )
         .reshape([dims[0], dims[1], 4 * h]);
         if self.fused {

@@ -154,9 +154,11 @@ fn ints(shape: [usize; 2], bound: usize, device: &Device) -> Tensor<2, Int> {
     Tensor::<1, Int>::from_ints(values.as_slice(), device).reshape(shape)
 }
 
-/// The first value of `output`, read back to the host.
+/// The first value of `output`, read back to the host: only that value, as the PyTorch side's
+/// `model(x).flatten()[0].item()` (reading the whole output would time a host copy PyTorch
+/// does not make).
 fn first_value<const D: usize>(output: Tensor<D>) -> Result<f32> {
-    let data = output.into_data();
+    let data = output.flatten::<1>(0, D - 1).narrow(0, 0, 1).into_data();
     let values = data
         .try_to_vec::<f32>()
         .map_err(|e| dl_core::Error::invalid("benchmark output", "f32 values", format!("{e:?}")))?;

@@ -73,3 +73,29 @@ mod native_attention_is_pytorchs_kernel {
         assert!(dl_kernels::torch_multi_head_attention(&x, &x, &x, weights, 4).is_none());
     }
 }
+
+/// Weights of the wrong size reach PyTorch's kernel only through a direct call (the layer's
+/// weights always fit): ATen's refusal becomes a panic that names the kernel.
+#[cfg(feature = "tch")]
+mod native_attention_reports_atens_refusal {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "torch_multi_head_attention: LibTorch refused the inputs")]
+    fn tch() {
+        let device = BackendKind::Tch.device().unwrap();
+        let x = rand3([3, 7, 16], &device);
+        // The input projection of a 12-wide model, for 16-wide inputs.
+        let in_weight = Tensor::<2>::zeros([36, 12], &device);
+        let in_bias = Tensor::<1>::zeros([36], &device);
+        let out_weight = Tensor::<2>::zeros([12, 12], &device);
+        let out_bias = Tensor::<1>::zeros([12], &device);
+        let weights = dl_kernels::TorchAttentionWeights {
+            in_weight: &in_weight,
+            in_bias: &in_bias,
+            out_weight: &out_weight,
+            out_bias: &out_bias,
+        };
+        let _ = dl_kernels::torch_multi_head_attention(&x, &x, &x, weights, 4);
+    }
+}

@@ -73,3 +73,19 @@ mod torch_linear_is_for_inference {
         assert!(dl_kernels::torch_linear(&on(&x), &on(&w), &b).is_none());
     }
 }
+
+/// Shapes LibTorch cannot multiply reach `at::linear` only through a direct call of
+/// `torch_linear` (`dl_layers::linear` checks them first); ATen's refusal becomes a panic that
+/// names the kernel and carries ATen's message.
+#[cfg(feature = "tch")]
+mod torch_linear_reports_atens_refusal {
+    #[test]
+    #[should_panic(expected = "torch_linear: LibTorch refused the shapes")]
+    fn tch() {
+        let plain = super::BackendKind::Tch.device().unwrap();
+        let x = super::random([2, 3], &plain);
+        let w = super::random([5, 4], &plain);
+        let b = super::random([4], &plain);
+        let _ = dl_kernels::torch_linear(&x, &w, &b);
+    }
+}

@@ -13,8 +13,9 @@
 //! `dx = y ⊙ (dy − Σ_j dy_j · y_j)`
 //!
 //! which is PyTorch's `_softmax_backward_data`. Numerics: the forward is PyTorch's definition,
-//! `exp` within 2 ulp (see `simd_math.rs`), the sum in f32 in index order; the backward sums each row in f32 in index order, as PyTorch's CPU kernel
-//! does for rows this short; tests compare both with Burn's generic path and with finite
+//! `exp` within 2 ulp (see `simd_math.rs`), the maximum and the sum taken per SIMD lane and then
+//! across the lanes, as PyTorch's vectorised CPU kernel (`_vec_softmax_lastdim`) does; the
+//! backward sums each row in f32 in index order; tests compare both with Burn's generic path and with finite
 //! differences.
 
 use burn::backend::Flex;
@@ -26,7 +27,10 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Device, Tensor};
 
+use pulp::{Arch, Simd, WithSimd};
+
 use crate::host::HostTensors;
+use crate::simd_math::{exp, load, store};
 
 /// Softmax along the last axis, per backend.
 #[backend_extension(Flex, Autodiff)]
@@ -69,35 +73,106 @@ impl SoftmaxOps for Flex {
         if len == 0 {
             return x;
         }
-        let y = forward_rows(&Self::host_values(&x), len);
+        // One copy of the values, then the rows in place (taking Flex's buffer with `to_host`
+        // copies it through `TensorData` twice).
+        let y = forward_rows(Self::host_values(&x).into_owned(), len);
         Self::from_host(y, shape)
     }
 }
 
-/// `softmax` of each row of `len` values: `exp(x − max) / Σ exp(x − max)`, the exponentials
-/// in SIMD registers ([`crate::simd_math`]; Flex's softmax calls the scalar `expf` per value).
-/// A `−∞` input gives exactly 0, as in PyTorch; a row holding NaN or `+∞`, or only `−∞`
-/// (fully masked), is computed with the scalar `exp`, which gives PyTorch's NaN.
-fn forward_rows(x: &[f32], len: usize) -> Vec<f32> {
-    let mut y = Vec::with_capacity(x.len());
-    for row in x.chunks_exact(len) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let start = y.len();
-        if !max.is_finite() || row.iter().any(|v| v.is_nan()) {
-            y.extend(row.iter().map(|v| (v - max).exp()));
-        } else {
-            y.extend(row.iter().map(|v| v - max));
-            crate::simd_math::exp_in_place(&mut y[start..]);
-            // exp clamps its input at −87: a masked (−∞) score must still weigh exactly 0.
-            for (e, v) in y[start..].iter_mut().zip(row) {
-                *e = if *v == f32::NEG_INFINITY { 0.0 } else { *e };
-            }
-        }
-        let out = &mut y[start..];
-        let inverse = 1.0 / out.iter().sum::<f32>();
-        out.iter_mut().for_each(|e| *e *= inverse);
+/// Values from which the rows are split across the thread pool (the Transformer benchmark's
+/// attention scores at batch 64, `[64, 8, 64, 64]`, are 2 M).
+const PARALLEL_VALUES: usize = 1 << 16;
+
+/// `softmax` of each row of `len` values: `exp(x − max) / Σ exp(x − max)`, every pass over a
+/// row in SIMD registers ([`crate::simd_math`]; Flex's softmax calls the scalar `expf` per
+/// value). A `−∞` input gives exactly 0, as in PyTorch; a row holding NaN or `+∞`, or only
+/// `−∞` (fully masked), is computed with the scalar `exp`, which gives PyTorch's NaN. Large
+/// inputs are split by rows across the thread pool.
+fn forward_rows(mut values: Vec<f32>, len: usize) -> Vec<f32> {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && values.len() >= PARALLEL_VALUES {
+        use rayon::prelude::*;
+        let rows = values.len() / len;
+        let per_task = rows.div_ceil(4 * threads) * len;
+        values
+            .par_chunks_mut(per_task)
+            .for_each(|rows| Arch::new().dispatch(Rows { rows, len }));
+    } else {
+        Arch::new().dispatch(Rows {
+            rows: &mut values,
+            len,
+        });
     }
-    y
+    values
+}
+
+/// Rows of `len` values, replaced by their softmax.
+struct Rows<'a> {
+    rows: &'a mut [f32],
+    len: usize,
+}
+
+impl WithSimd for Rows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let lanes = S::F32_LANES;
+        let body = self.len / lanes * lanes;
+        let below_finite = s.splat_f32s(f32::MIN);
+        for row in self.rows.chunks_exact_mut(self.len) {
+            // The maximum, and the sum of the inputs: NaN when one of them is NaN (or when
+            // +∞ meets −∞, which the maximum shows anyway). −∞ alone makes it −∞, not NaN.
+            let (mut vmax, mut vsum) = (s.splat_f32s(f32::NEG_INFINITY), s.splat_f32s(0.0));
+            for chunk in row[..body].chunks_exact(lanes) {
+                let v = load(s, chunk);
+                vmax = s.max_f32s(vmax, v);
+                vsum = s.add_f32s(vsum, v);
+            }
+            let mut max = s.reduce_max_f32s(vmax);
+            let mut total = s.reduce_sum_f32s(vsum);
+            for &v in &row[body..] {
+                max = max.max(v);
+                total += v;
+            }
+            if !max.is_finite() || total.is_nan() {
+                row.iter_mut().for_each(|v| *v = (*v - max).exp());
+                total = row.iter().sum();
+            } else {
+                let shift = s.splat_f32s(max);
+                let mut vsum = s.splat_f32s(0.0);
+                let (head, tail) = row.split_at_mut(body);
+                for chunk in head.chunks_exact_mut(lanes) {
+                    let v = load(s, chunk);
+                    // exp clamps its input at −87: a masked (−∞) score must weigh exactly 0.
+                    let e = s.select_f32s(
+                        s.less_than_f32s(v, below_finite),
+                        s.splat_f32s(0.0),
+                        exp(s, s.sub_f32s(v, shift)),
+                    );
+                    vsum = s.add_f32s(vsum, e);
+                    store(s, chunk, e);
+                }
+                for v in tail.iter_mut() {
+                    *v = if *v == f32::NEG_INFINITY {
+                        0.0
+                    } else {
+                        (*v - max).exp()
+                    };
+                }
+                total = s.reduce_sum_f32s(vsum) + tail.iter().sum::<f32>();
+            }
+            let inverse = 1.0 / total;
+            let scale = s.splat_f32s(inverse);
+            let (head, tail) = row.split_at_mut(body);
+            for chunk in head.chunks_exact_mut(lanes) {
+                let e = s.mul_f32s(load(s, chunk), scale);
+                store(s, chunk, e);
+            }
+            tail.iter_mut().for_each(|e| *e *= inverse);
+        }
+    }
 }
 
 /// `dx = y ⊙ (dy − Σ dy ⊙ y)` row by row; `y` and `dy` are row-major with rows of `len`.
@@ -191,7 +266,7 @@ mod tests {
             let x: Vec<f32> = (0..3 * len)
                 .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.7)
                 .collect();
-            let y = forward_rows(&x, len);
+            let y = forward_rows(x.clone(), len);
             for (row, out) in x.chunks(len).zip(y.chunks(len)) {
                 let max = row
                     .iter()
@@ -206,14 +281,60 @@ mod tests {
                 }
             }
         }
-        let y = forward_rows(&[1.0, f32::NEG_INFINITY, 1.0], 3);
+        let y = forward_rows(vec![1.0, f32::NEG_INFINITY, 1.0], 3);
         assert_eq!(y, [0.5, 0.0, 0.5]);
         assert!(
-            forward_rows(&[f32::NEG_INFINITY; 2], 2)
+            forward_rows(vec![f32::NEG_INFINITY; 2], 2)
                 .iter()
                 .all(|v| v.is_nan())
         );
-        assert!(forward_rows(&[0.0, f32::NAN], 2).iter().all(|v| v.is_nan()));
+        assert!(
+            forward_rows(vec![0.0, f32::NAN], 2)
+                .iter()
+                .all(|v| v.is_nan())
+        );
+    }
+
+    /// Masked values and NaN inside the SIMD part of a row (not only in its scalar tail), and
+    /// the split across threads, which must not change a single bit.
+    #[test]
+    fn masks_and_nan_anywhere_in_a_row_and_threads_change_nothing() {
+        let len = 40;
+        let mut row: Vec<f32> = (0..len).map(|i| (i % 9) as f32 * 0.3 - 1.0).collect();
+        for i in [3, 20, 38] {
+            row[i] = f32::NEG_INFINITY;
+        }
+        let y = forward_rows(row.clone(), len);
+        for i in [3, 20, 38] {
+            assert_eq!(y[i], 0.0, "masked value {i}");
+        }
+        let max = row
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+        let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+        for (&v, &o) in row.iter().zip(&y) {
+            let expected = (f64::from(v) - max).exp() / sum;
+            assert!((f64::from(o) - expected).abs() <= 1e-6 * expected.max(1e-30));
+        }
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut row = vec![0.5f32; 32];
+            row[5] = bad;
+            assert!(forward_rows(row, 32).iter().all(|v| v.is_nan()), "{bad}");
+        }
+
+        let (rows, len) = (1100, 64);
+        let x: Vec<f32> = (0..rows * len)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.1)
+            .collect();
+        assert!(x.len() >= PARALLEL_VALUES);
+        let on = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| forward_rows(x.clone(), len))
+        };
+        assert_eq!(on(1), on(3));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | softmax over the last axis with a one-pass backward | `softmax.rs` | Flex | PyTorch's definition, SIMD `exp` within 2 ulp; backward PyTorch's formula |
 //! | layer normalisation over the last axis with a one-pass backward | `layer_norm.rs` | Flex | PyTorch's definition; two-pass mean and variance in f32 |
 //! | ReLU + 2x2 stride-2 max-pool in one pass, one byte per output for the backward | `relu_max_pool.rs` | Flex | exact, PyTorch's tie and NaN rules |
+//! | unmasked multi-head self-attention heads from the packed projection, inference, each head's scores kept in cache | `attention.rs` | Flex | PyTorch's order (q scaled first, softmax, then `v`); SIMD `exp` within 2 ulp |
 //! | multi-head attention through LibTorch's `at::_native_multi_head_attention` (PyTorch's fused inference path), unmasked inference | `attention_torch.rs` | LibTorch (feature `tch`) | PyTorch's own kernel |
 //! | a linear map through LibTorch's `at::linear` (one `addmm`), inference | `linear_torch.rs` | LibTorch (feature `tch`) | PyTorch's own kernel |
 //! | ReLU + max-pool through LibTorch's kernels, backward by LibTorch's autograd | `relu_max_pool_torch.rs`, `torch_autograd.rs` | LibTorch (feature `tch`) | PyTorch's own kernels |
@@ -28,6 +29,8 @@
 //! first (that file says why and how it is tested). The SIMD code is plain loops compiled per
 //! instruction set by [`pulp::Arch::dispatch`].
 
+#[cfg(feature = "flex")]
+mod attention;
 #[cfg(feature = "tch")]
 mod attention_torch;
 #[cfg(feature = "flex")]
@@ -68,6 +71,8 @@ mod softmax;
 #[cfg(feature = "tch")]
 mod torch_autograd;
 
+#[cfg(feature = "flex")]
+pub use attention::{AttentionHeadsOps, has_attention_heads, self_attention_heads};
 #[cfg(feature = "tch")]
 pub use attention_torch::{TorchAttentionOps, TorchAttentionWeights, torch_multi_head_attention};
 #[cfg(feature = "flex")]

@@ -141,8 +141,10 @@ impl AttentionMask {
 /// Outside autodiff, with `need_weights` false and no padding or custom mask (a causal mask
 /// only with as many queries as keys), the heads go through Burn's fused attention operator
 /// (`burn::tensor::module::attention`), except on Flex, where matmul and dl-kernels' SIMD
-/// softmax are faster than its fused kernel; otherwise through matmul, mask and softmax. Both
-/// agree within float rounding.
+/// softmax are faster than its fused kernel; otherwise through matmul, mask and softmax. On
+/// Flex, unmasked self-attention ([`MultiHeadAttention::forward_self`]) at inference without
+/// weights goes through `dl_kernels::self_attention_heads` instead: one sequence and head at a
+/// time, its scores in cache, no head copies. All of them agree within float rounding.
 ///
 /// # PyTorch keys
 ///
@@ -298,7 +300,7 @@ impl MultiHeadAttention {
         need_weights: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
         validate::or_panic(self.check_shapes(&x, &x, &x, &mask));
-        if let Some(out) = self.native_inference(&x, &x, &x, &mask, need_weights) {
+        if let Some(out) = self.self_inference(&x, &mask, need_weights) {
             return (out, None);
         }
         let (q, k, v) = self.project_self(x);
@@ -314,7 +316,7 @@ impl MultiHeadAttention {
         need_weights: bool,
     ) -> Result<(Tensor<3>, Option<Tensor<4>>)> {
         self.check_self(&x, &mask)?;
-        if let Some(out) = self.native_inference(&x, &x, &x, &mask, need_weights) {
+        if let Some(out) = self.self_inference(&x, &mask, need_weights) {
             return Ok((out, None));
         }
         let (q, k, v) = self.project_self(x);
@@ -360,6 +362,35 @@ impl MultiHeadAttention {
             .as_ref()
             .map(|b| b.val().narrow(0, part * e, e));
         (w, b)
+    }
+
+    /// Unmasked self-attention at inference without weights through a whole-layer kernel where
+    /// the device has one: LibTorch's (see [`Self::native_inference`]), or on Flex the packed
+    /// projection, `dl_kernels::self_attention_heads` (each sequence's and head's scores kept
+    /// in cache instead of a `[B, h, T, T]` tensor and the strided head copies) and `out_proj`.
+    fn self_inference(
+        &self,
+        x: &Tensor<3>,
+        mask: &AttentionMask,
+        need_weights: bool,
+    ) -> Option<Tensor<3>> {
+        if let Some(out) = self.native_inference(x, x, x, mask, need_weights) {
+            return Some(out);
+        }
+        if need_weights
+            || !mask.never_fully_masks()
+            || mask.causal
+            || !dl_kernels::has_attention_heads(&x.device(), x.dtype())
+        {
+            return None;
+        }
+        let packed = linear(
+            x.clone(),
+            self.in_proj_weight.val().transpose(),
+            self.in_proj_bias.as_ref().map(Param::val),
+        );
+        let heads = dl_kernels::self_attention_heads(&packed, self.num_heads)?;
+        Some(linear_forward(&self.out_proj, heads))
     }
 
     /// Inference through the backend's own whole-layer attention kernel, where there is one and

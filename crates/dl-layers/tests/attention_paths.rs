@@ -2,7 +2,9 @@
 //! custom mask it calls Burn's fused attention (outside autodiff), with `need_weights = true` it
 //! takes the decomposed path that keeps PyTorch's order of operations. Both must give the same
 //! output on every backend: LibTorch's fused kernel is PyTorch's SDPA, whose boolean mask means
-//! the opposite of Burn's, so a mask handed over unconverted shows up here.
+//! the opposite of Burn's, so a mask handed over unconverted shows up here. On Flex unmasked
+//! self-attention without weights has a third, dl-kernels' `self_attention_heads`, checked here
+//! against the decomposed path as well.
 //!
 //! rtol 1e-5 rather than 1e-6: the fused kernel scales the product (q·kᵀ)·s where PyTorch's
 //! order, kept by the decomposed path, scales q first, and it sums in another order; a 1% error
@@ -38,6 +40,38 @@ fn fused_equals_decomposed(backend: BackendKind) {
 
 mod fused_inference_path_equals_the_decomposed_one {
     dl_core::per_backend_tests!(super::fused_equals_decomposed);
+}
+
+/// On Flex, unmasked self-attention at inference without weights is dl-kernels'
+/// `self_attention_heads` between the two projections, bit for bit; with a causal mask, with
+/// weights or under autodiff the layer keeps its composed path (the kernel declines autodiff).
+#[cfg(feature = "flex")]
+mod flex_attention_heads_are_the_inference_path {
+    use super::*;
+
+    #[test]
+    fn flex() {
+        let device = BackendKind::Flex.device().unwrap();
+        dl_core::seed_device(&device, 26);
+        let mha = MultiHeadAttentionConfig::new(16, 4).init(&device).unwrap();
+        let x = rand3([3, 7, 16], &device);
+        let (layer, _) = mha.forward_self(x.clone(), AttentionMask::none(), false);
+        let packed = dl_layers::linear(
+            x.clone(),
+            mha.in_proj_weight.val().transpose(),
+            mha.in_proj_bias.as_ref().map(|b| b.val()),
+        );
+        let heads = dl_kernels::self_attention_heads(&packed, 4).unwrap();
+        let kernel = dl_layers::linear_forward(&mha.out_proj, heads);
+        assert!(layer.clone().equal(kernel).all().into_scalar::<bool>());
+        let (causal, _) =
+            mha.forward_self(x.clone(), AttentionMask::none().with_causal(true), false);
+        let (unmasked_weights, _) = mha.forward_self(x.clone(), AttentionMask::none(), true);
+        dl_core::assert_tensor_close!(layer.clone(), unmasked_weights, 1e-5, 1e-6);
+        assert!(!layer.equal(causal).all().into_scalar::<bool>());
+        let autodiff = Tensor::<3>::from_data(packed.to_data(), &device.clone().autodiff());
+        assert!(dl_kernels::self_attention_heads(&autodiff, 4).is_none());
+    }
 }
 
 /// On LibTorch, unmasked self-attention at inference without weights is PyTorch's own fused

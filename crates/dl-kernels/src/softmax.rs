@@ -15,8 +15,8 @@
 //! which is PyTorch's `_softmax_backward_data`. Numerics: the forward is PyTorch's definition,
 //! `exp` within 2 ulp (see `simd_math.rs`), the maximum and the sum taken per SIMD lane and then
 //! across the lanes, as PyTorch's vectorised CPU kernel (`_vec_softmax_lastdim`) does; the
-//! backward sums each row in f32 in index order; tests compare both with Burn's generic path and with finite
-//! differences.
+//! backward sums each row in f32 in index order; tests compare both with Burn's generic path
+//! and with finite differences.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

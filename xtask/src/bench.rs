@@ -12,10 +12,12 @@
 //! - `--filter TEXT` (repeatable): only the cases whose id contains TEXT.
 //! - `--threads N`: intra-op threads on both sides (default: every logical CPU).
 //! - `--no-pytorch`: the Rust side only (no ratios).
-//! - `--rounds N`: run both sides N times, alternating, and keep per case the round with the
-//!   median median (default 3 for a full run, 1 for `--quick`): this machine's speed drifts
-//!   by 10-40% over minutes, and a drift between the Rust side and the PyTorch side of a single
-//!   round moved ratios by 0.2-0.8.
+//! - `--rounds N`: run both sides N times and keep per case the round with the median median
+//!   (default 3 for a full run, 1 for `--quick`). Within a round the sides alternate case by
+//!   case (one process per case and side, PyTorch first in even rounds), so the two
+//!   measurements of a case are seconds apart: this machine's speed drifts by 10-40% over
+//!   minutes and its two vCPUs move between host cores within seconds, and with a whole side
+//!   per process such drifts moved ratios of the same code by 0.2-0.8.
 //!
 //! A full run with `--filter` or `--no-pytorch` is partial: its history line goes to
 //! `target/bench/history-partial.jsonl`, not the committed one. `--features tch` installs
@@ -33,7 +35,7 @@ use anyhow::{Context, Result, bail};
 use dl_bench::schema::{
     Machine, PYTORCH, Record, RunResults, SCHEMA_VERSION, SideResults, median_round,
 };
-use dl_bench::{dashboard, history, report};
+use dl_bench::{Mode, Plan, dashboard, history, report};
 
 use crate::bench_epoch::{self, EpochPlan};
 use crate::python::{ensure_venv, run as run_command, workspace_root};
@@ -95,24 +97,69 @@ pub fn run(options: &BenchArgs) -> Result<()> {
     let rounds = options
         .rounds
         .map_or(if options.quick { 1 } else { 3 }, NonZeroUsize::get);
-    let (plan, burn_json) = (out.join("plan.json"), out.join("burn.json"));
+    let plan = out.join("plan.json");
+    let python = pytorch_python(&root, options)?;
+    let mode = if options.quick {
+        Mode::Quick
+    } else {
+        Mode::Full
+    };
+    let ids: Vec<String> = Plan::new(mode, threads)
+        .filtered(&options.filters)
+        .cases
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     let (mut burn_rounds, mut pytorch_rounds, mut epoch_rounds) = (vec![], vec![], vec![]);
     let (mut burn, mut pytorch) = (None, None);
     for round in 1..=rounds {
         if rounds > 1 {
             eprintln!("round {round} of {rounds}");
         }
-        run_rust_side(&root, options, threads, &plan, &burn_json)?;
-        let side = read_side(&burn_json)?;
-        burn_rounds.push(side.records.clone());
-        burn.get_or_insert(side);
-        let side = run_pytorch_side(&root, options, &plan, &out.join("pytorch.json"))?;
-        if let Some(side) = side {
+        let (rust_side, pytorch_side) = match &python {
+            // Both sides: one case at a time, Rust then PyTorch (PyTorch first in even
+            // rounds), so that the two measurements of a case are seconds apart.
+            Some(python) if !ids.is_empty() => {
+                let paired = PairedRun {
+                    root: &root,
+                    options,
+                    threads,
+                    python,
+                    out: &out,
+                };
+                let (rust_side, pytorch_side) = paired.run(&ids, round % 2 == 0)?;
+                (rust_side, Some(pytorch_side))
+            }
+            _ => {
+                let burn_json = out.join("burn.json");
+                run_rust_side(&root, options, threads, &[], &plan, &burn_json)?;
+                let rust_side = read_side(&burn_json)?;
+                let pytorch_side = match &python {
+                    Some(python) => Some(run_pytorch(
+                        &root,
+                        python,
+                        &plan,
+                        &out.join("pytorch.json"),
+                    )?),
+                    None => None,
+                };
+                (rust_side, pytorch_side)
+            }
+        };
+        burn_rounds.push(rust_side.records.clone());
+        burn.get_or_insert(rust_side);
+        if let Some(side) = pytorch_side {
             pytorch_rounds.push(side.records.clone());
             pytorch.get_or_insert(side);
         }
         epoch_rounds.push(run_epochs(&root, options, threads, pytorch.is_some())?);
     }
+    // The plan of the whole run, for reference (the paired rounds wrote one case at a time).
+    let whole = Plan::new(mode, threads).filtered(&options.filters);
+    dl_io::write_atomically(
+        &plan,
+        (serde_json::to_string_pretty(&whole)? + "\n").as_bytes(),
+    )?;
     let burn = burn.context("no round of the Rust side ran")?;
     let mut records = median_round(burn_rounds);
     records.extend(median_round(pytorch_rounds));
@@ -209,6 +256,7 @@ fn run_rust_side(
     root: &Path,
     options: &BenchArgs,
     threads: usize,
+    cases: &[String],
     plan: &Path,
     out: &Path,
 ) -> Result<()> {
@@ -245,6 +293,9 @@ fn run_rust_side(
     }
     for filter in &options.filters {
         command.args(["--filter", filter]);
+    }
+    for case in cases {
+        command.args(["--case", case]);
     }
     command.arg("--plan").arg(plan).arg("--out").arg(out);
     // Rayon sizes the flex and ndarray pools; OpenMP sizes LibTorch's (the tch backend).
@@ -311,31 +362,101 @@ fn run_epochs(
     Ok(records)
 }
 
-/// Run benches/pytorch/bench.py on the plan, unless told not to or (quick mode) PyTorch is
-/// not installed yet.
-fn run_pytorch_side(
-    root: &Path,
-    options: &BenchArgs,
-    plan: &Path,
-    out: &Path,
-) -> Result<Option<SideResults>> {
+/// Both sides of a round, one case at a time.
+struct PairedRun<'a> {
+    root: &'a Path,
+    options: &'a BenchArgs,
+    threads: usize,
+    python: &'a Path,
+    out: &'a Path,
+}
+
+impl PairedRun<'_> {
+    /// Time every case of `ids` on the Rust side and in PyTorch, one case after the other, the
+    /// two sides of a case back to back (PyTorch first when `pytorch_first`). This machine's
+    /// vCPUs move between host cores within seconds (core-to-core latency 100-130 ns, then
+    /// 380-430 ns for a while), which changes two-thread cases by up to 50% on both sides; a
+    /// whole side per process put half a minute between the two measurements of a case.
+    fn run(&self, ids: &[String], pytorch_first: bool) -> Result<(SideResults, SideResults)> {
+        let mode = if self.options.quick {
+            Mode::Quick
+        } else {
+            Mode::Full
+        };
+        let (plan, rust_plan) = (
+            self.out.join("plan-case.json"),
+            self.out.join("plan-rust.json"),
+        );
+        let (burn_json, pytorch_json) = (self.out.join("burn.json"), self.out.join("pytorch.json"));
+        let (mut rust, mut torch): (Option<SideResults>, Option<SideResults>) = (None, None);
+        for id in ids {
+            let case = Plan::new(mode, self.threads).only(std::slice::from_ref(id));
+            let json = serde_json::to_string_pretty(&case)? + "\n";
+            dl_io::write_atomically(&plan, json.as_bytes())?;
+            let rust_run = || -> Result<SideResults> {
+                let ids = std::slice::from_ref(id);
+                run_rust_side(
+                    self.root,
+                    self.options,
+                    self.threads,
+                    ids,
+                    &rust_plan,
+                    &burn_json,
+                )?;
+                let written: Plan = serde_json::from_str(&fs::read_to_string(&rust_plan)?)
+                    .with_context(|| format!("parsing {}", rust_plan.display()))?;
+                if written != case {
+                    bail!("the Rust runner's plan for {id} differs from the one given to PyTorch");
+                }
+                read_side(&burn_json)
+            };
+            let (rust_side, torch_side) = if pytorch_first {
+                let torch_side = run_pytorch(self.root, self.python, &plan, &pytorch_json)?;
+                (rust_run()?, torch_side)
+            } else {
+                let rust_side = rust_run()?;
+                (
+                    rust_side,
+                    run_pytorch(self.root, self.python, &plan, &pytorch_json)?,
+                )
+            };
+            for (merged, side) in [(&mut rust, rust_side), (&mut torch, torch_side)] {
+                match merged {
+                    Some(m) => m.records.extend(side.records),
+                    None => *merged = Some(side),
+                }
+            }
+        }
+        Ok((
+            rust.context("no case ran on the Rust side")?,
+            torch.context("no case ran in PyTorch")?,
+        ))
+    }
+}
+
+/// The Python that runs the PyTorch side, or `None` when told not to or (quick mode) PyTorch
+/// is not installed yet; a full run installs it.
+fn pytorch_python(root: &Path, options: &BenchArgs) -> Result<Option<PathBuf>> {
     if options.no_pytorch {
         return Ok(None);
     }
-    let python = if options.quick {
-        let python = root.join(".venv/bin/python");
-        let has_torch = Command::new(&python)
-            .args(["-c", "import torch"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !has_torch {
-            eprintln!("note: no PyTorch in .venv, quick run without it (the full run installs it)");
-            return Ok(None);
-        }
-        python
-    } else {
-        ensure_venv()?
-    };
+    if !options.quick {
+        return ensure_venv().map(Some);
+    }
+    let python = root.join(".venv/bin/python");
+    let has_torch = Command::new(&python)
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        eprintln!("note: no PyTorch in .venv, quick run without it (the full run installs it)");
+        return Ok(None);
+    }
+    Ok(Some(python))
+}
+
+/// Run benches/pytorch/bench.py on a plan.
+fn run_pytorch(root: &Path, python: &Path, plan: &Path, out: &Path) -> Result<SideResults> {
     run_command(
         Command::new(python)
             .current_dir(root)
@@ -346,7 +467,7 @@ fn run_pytorch_side(
             .arg(out),
     )
     .context("running the PyTorch benchmarks")?;
-    read_side(out).map(Some)
+    read_side(out)
 }
 
 fn read_side(path: &Path) -> Result<SideResults> {

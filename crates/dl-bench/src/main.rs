@@ -46,6 +46,9 @@ struct Options {
     /// Only the cases whose id contains TEXT (repeatable).
     #[arg(long = "filter", value_name = "TEXT")]
     filters: Vec<String>,
+    /// Only the case with this exact id (repeatable; after the filters).
+    #[arg(long = "case", value_name = "ID")]
+    cases: Vec<String>,
     /// Write the plan (cases, sizes, counts) here as JSON, for the PyTorch side.
     #[arg(long, value_name = "FILE")]
     plan: Option<PathBuf>,
@@ -108,7 +111,9 @@ fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> Result<(), Strin
 
 fn run(options: &Options) -> Result<(), String> {
     let backends = options.backends();
-    let plan = Plan::new(options.mode(), dl_core::compute_threads()).filtered(&options.filters);
+    let plan = Plan::new(options.mode(), dl_core::compute_threads())
+        .filtered(&options.filters)
+        .only(&options.cases);
     let omp = std::env::var("OMP_NUM_THREADS").ok();
     check_libtorch_threads(&backends, plan.threads, omp.as_deref())?;
     if let Some(path) = &options.plan {
@@ -189,6 +194,7 @@ mod tests {
             .collect();
         assert_eq!(options.backends(), expected);
         assert!(options.filters.is_empty() && options.plan.is_none() && options.out.is_none());
+        assert!(options.cases.is_empty());
     }
 
     #[test]
@@ -206,6 +212,8 @@ mod tests {
             "p.json",
             "--out",
             "o.json",
+            "--case",
+            "mlp/infer/b1",
         ])
         .unwrap();
         assert_eq!(options.mode(), Mode::Quick);
@@ -216,6 +224,7 @@ mod tests {
         assert_eq!(options.filters, ["mlp/", "lstm"]);
         assert_eq!(options.plan, Some(PathBuf::from("p.json")));
         assert_eq!(options.out, Some(PathBuf::from("o.json")));
+        assert_eq!(options.cases, ["mlp/infer/b1"]);
         assert!(parse(&["--bench"]).is_ok());
     }
 

@@ -264,6 +264,23 @@ impl Plan {
         }
         self
     }
+
+    /// Keep only the cases whose id is one of `ids` exactly (all cases when empty): how
+    /// `cargo xtask bench` times one case at a time on both sides.
+    ///
+    /// ```
+    /// use dl_bench::{Mode, Plan};
+    ///
+    /// let plan = Plan::new(Mode::Quick, 1).only(&["lstm/infer/b1".to_string()]);
+    /// let ids: Vec<&str> = plan.cases.iter().map(|c| c.id.as_str()).collect();
+    /// assert_eq!(ids, ["lstm/infer/b1"]);
+    /// ```
+    pub fn only(mut self, ids: &[String]) -> Self {
+        if !ids.is_empty() {
+            self.cases.retain(|c| ids.contains(&c.id));
+        }
+        self
+    }
 }
 
 #[cfg(test)]
@@ -320,5 +337,21 @@ mod tests {
         let plan = Plan::new(Mode::Quick, 1).filtered(&["train".to_string()]);
         assert_eq!(plan.cases.len(), 4);
         assert!(plan.cases.iter().all(|c| c.step == Step::Training));
+    }
+
+    #[test]
+    fn only_keeps_exact_ids_where_a_filter_would_keep_more() {
+        let lstm = Plan::new(Mode::Full, 1).filtered(&["lstm".to_string()]);
+        assert_eq!(
+            lstm.cases.len(),
+            4,
+            "the model's three cases and the layer's"
+        );
+        let one = lstm.only(&["lstm/infer/b64".to_string()]);
+        let ids: Vec<&str> = one.cases.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["lstm/infer/b64"]);
+        let none = Plan::new(Mode::Full, 1).only(&["lstm/infer".to_string()]);
+        assert!(none.cases.is_empty(), "a prefix is not an id");
+        assert_eq!(Plan::new(Mode::Full, 1).only(&[]).cases.len(), 16);
     }
 }

@@ -71,8 +71,8 @@ pub struct BenchArgs {
     /// The Rust side only (no PyTorch, no ratios).
     #[arg(long)]
     no_pytorch: bool,
-    /// Run both sides N times, alternating, and keep per case the round with the median median
-    /// (default: 3, or 1 with --quick).
+    /// Run both sides N times, case by case, and keep per case the round with the median
+    /// median (default: 3, or 1 with --quick).
     #[arg(long, value_name = "N")]
     rounds: Option<NonZeroUsize>,
     /// Also replace the table in docs/performance.md.
@@ -209,7 +209,7 @@ pub fn run(options: &BenchArgs) -> Result<()> {
         let context = format!(
             "Measured {} UTC at commit `{}`: {} on {} ({} logical CPUs), {} mode, {} \
              thread(s) on both sides, {} warm-up + {} timed iterations, median in ms, the \
-             median of {} alternating round(s) of both sides; load average {:.2} before and \
+             median of {} round(s), both sides case by case; load average {:.2} before and \
              {:.2} after.\n\n",
             dashboard::utc_date(results.unix_time),
             results.commit,

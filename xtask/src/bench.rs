@@ -104,12 +104,8 @@ pub fn run(options: &BenchArgs) -> Result<()> {
     } else {
         Mode::Full
     };
-    let ids: Vec<String> = Plan::new(mode, threads)
-        .filtered(&options.filters)
-        .cases
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    // The plan of the whole run; the Rust runner computes the same one from the same options.
+    let whole = Plan::new(mode, threads).filtered(&options.filters);
     let (mut burn_rounds, mut pytorch_rounds, mut epoch_rounds) = (vec![], vec![], vec![]);
     let (mut burn, mut pytorch) = (None, None);
     for round in 1..=rounds {
@@ -119,7 +115,7 @@ pub fn run(options: &BenchArgs) -> Result<()> {
         let (rust_side, pytorch_side) = match &python {
             // Both sides: one case at a time, Rust then PyTorch (PyTorch first in even
             // rounds), so that the two measurements of a case are seconds apart.
-            Some(python) if !ids.is_empty() => {
+            Some(python) if !whole.cases.is_empty() => {
                 let paired = PairedRun {
                     root: &root,
                     options,
@@ -127,7 +123,7 @@ pub fn run(options: &BenchArgs) -> Result<()> {
                     python,
                     out: &out,
                 };
-                let (rust_side, pytorch_side) = paired.run(&ids, round % 2 == 0)?;
+                let (rust_side, pytorch_side) = paired.run(&whole, round % 2 == 0)?;
                 (rust_side, Some(pytorch_side))
             }
             _ => {
@@ -154,12 +150,8 @@ pub fn run(options: &BenchArgs) -> Result<()> {
         }
         epoch_rounds.push(run_epochs(&root, options, threads, pytorch.is_some())?);
     }
-    // The plan of the whole run, for reference (the paired rounds wrote one case at a time).
-    let whole = Plan::new(mode, threads).filtered(&options.filters);
-    dl_io::write_atomically(
-        &plan,
-        (serde_json::to_string_pretty(&whole)? + "\n").as_bytes(),
-    )?;
+    // For reference: the paired rounds wrote one case at a time.
+    write_plan(&plan, &whole)?;
     let burn = burn.context("no round of the Rust side ran")?;
     let mut records = median_round(burn_rounds);
     records.extend(median_round(pytorch_rounds));
@@ -377,24 +369,18 @@ impl PairedRun<'_> {
     /// vCPUs move between host cores within seconds (core-to-core latency 100-130 ns, then
     /// 380-430 ns for a while), which changes two-thread cases by up to 50% on both sides; a
     /// whole side per process put half a minute between the two measurements of a case.
-    fn run(&self, ids: &[String], pytorch_first: bool) -> Result<(SideResults, SideResults)> {
-        let mode = if self.options.quick {
-            Mode::Quick
-        } else {
-            Mode::Full
-        };
+    fn run(&self, whole: &Plan, pytorch_first: bool) -> Result<(SideResults, SideResults)> {
         let (plan, rust_plan) = (
             self.out.join("plan-case.json"),
             self.out.join("plan-rust.json"),
         );
         let (burn_json, pytorch_json) = (self.out.join("burn.json"), self.out.join("pytorch.json"));
-        let (mut rust, mut torch): (Option<SideResults>, Option<SideResults>) = (None, None);
-        for id in ids {
-            let case = Plan::new(mode, self.threads).only(std::slice::from_ref(id));
-            let json = serde_json::to_string_pretty(&case)? + "\n";
-            dl_io::write_atomically(&plan, json.as_bytes())?;
+        let (mut rust, mut torch) = (Vec::new(), Vec::new());
+        for case in &whole.cases {
+            let ids = std::slice::from_ref(&case.id);
+            let one = whole.clone().only(ids);
+            write_plan(&plan, &one)?;
             let rust_run = || -> Result<SideResults> {
-                let ids = std::slice::from_ref(id);
                 run_rust_side(
                     self.root,
                     self.options,
@@ -403,35 +389,58 @@ impl PairedRun<'_> {
                     &rust_plan,
                     &burn_json,
                 )?;
-                let written: Plan = serde_json::from_str(&fs::read_to_string(&rust_plan)?)
-                    .with_context(|| format!("parsing {}", rust_plan.display()))?;
-                if written != case {
-                    bail!("the Rust runner's plan for {id} differs from the one given to PyTorch");
-                }
+                check_same_plan(&one, &rust_plan)?;
                 read_side(&burn_json)
             };
-            let (rust_side, torch_side) = if pytorch_first {
-                let torch_side = run_pytorch(self.root, self.python, &plan, &pytorch_json)?;
-                (rust_run()?, torch_side)
+            if pytorch_first {
+                torch.push(run_pytorch(self.root, self.python, &plan, &pytorch_json)?);
+                rust.push(rust_run()?);
             } else {
-                let rust_side = rust_run()?;
-                (
-                    rust_side,
-                    run_pytorch(self.root, self.python, &plan, &pytorch_json)?,
-                )
-            };
-            for (merged, side) in [(&mut rust, rust_side), (&mut torch, torch_side)] {
-                match merged {
-                    Some(m) => m.records.extend(side.records),
-                    None => *merged = Some(side),
-                }
+                rust.push(rust_run()?);
+                torch.push(run_pytorch(self.root, self.python, &plan, &pytorch_json)?);
             }
         }
-        Ok((
-            rust.context("no case ran on the Rust side")?,
-            torch.context("no case ran in PyTorch")?,
-        ))
+        Ok((concat_sides(rust)?, concat_sides(torch)?))
     }
+}
+
+fn write_plan(path: &Path, plan: &Plan) -> Result<()> {
+    let json = serde_json::to_string_pretty(plan)? + "\n";
+    Ok(dl_io::write_atomically(path, json.as_bytes())?)
+}
+
+/// The plan the Rust runner wrote to `written` must be `expected`, the one PyTorch is given:
+/// otherwise the two sides would time different work.
+fn check_same_plan(expected: &Plan, written: &Path) -> Result<()> {
+    let text =
+        fs::read_to_string(written).with_context(|| format!("reading {}", written.display()))?;
+    let plan: Plan =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", written.display()))?;
+    if plan != *expected {
+        bail!(
+            "the Rust runner's plan ({}) differs from the one given to PyTorch: {} case(s), \
+             {} thread(s), {} repetitions there; {} case(s), {} thread(s), {} repetitions here",
+            written.display(),
+            plan.cases.len(),
+            plan.threads,
+            plan.repetitions,
+            expected.cases.len(),
+            expected.threads,
+            expected.repetitions
+        );
+    }
+    Ok(())
+}
+
+/// One side's results of a round from its per-case runs: the first run's framework and counts,
+/// every run's records in order.
+fn concat_sides(sides: Vec<SideResults>) -> Result<SideResults> {
+    let mut sides = sides.into_iter();
+    let mut merged = sides.next().context("no case ran")?;
+    for side in sides {
+        merged.records.extend(side.records);
+    }
+    Ok(merged)
 }
 
 /// The Python that runs the PyTorch side, or `None` when told not to or (quick mode) PyTorch
@@ -529,6 +538,52 @@ mod tests {
 
     fn options(args: &[&str]) -> BenchArgs {
         crate::parse_args(args).expect("valid options")
+    }
+
+    fn side(ids: &[&str]) -> SideResults {
+        SideResults {
+            schema: SCHEMA_VERSION,
+            framework: "burn 0.22.1".into(),
+            mode: Mode::Full,
+            threads: 2,
+            warmup: 5,
+            repetitions: 30,
+            records: ids
+                .iter()
+                .map(|id| Record::from_samples(id, "flex", &[1.0, 2.0, 3.0]).expect("samples"))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn per_case_sides_concatenate_in_order_and_none_is_an_error() {
+        let merged = concat_sides(vec![side(&["a"]), side(&["b", "c"])]).unwrap();
+        let ids: Vec<&str> = merged.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!((merged.threads, merged.repetitions), (2, 30));
+        let err = concat_sides(Vec::new()).unwrap_err();
+        assert_eq!(err.to_string(), "no case ran");
+    }
+
+    #[test]
+    fn a_runner_plan_that_differs_from_pytorch_s_is_refused() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-plan-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("plan.json");
+        let ids = ["lstm/infer/b64".to_string()];
+        let expected = Plan::new(Mode::Full, 2).only(&ids);
+        write_plan(&path, &expected).unwrap();
+        check_same_plan(&expected, &path).unwrap();
+        write_plan(&path, &Plan::new(Mode::Full, 1).only(&ids)).unwrap();
+        let err = check_same_plan(&expected, &path).unwrap_err().to_string();
+        assert!(err.contains("1 thread(s), 30 repetitions there"), "{err}");
+        assert!(err.contains("2 thread(s), 30 repetitions here"), "{err}");
+        let missing = check_same_plan(&expected, &dir.join("none.json")).unwrap_err();
+        assert!(missing.to_string().starts_with("reading "), "{missing}");
+        fs::write(&path, "{").unwrap();
+        let bad = check_same_plan(&expected, &path).unwrap_err();
+        assert!(bad.to_string().starts_with("parsing "), "{bad}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

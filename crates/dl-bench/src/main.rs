@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! RAYON_NUM_THREADS=2 cargo run --release -p dl-bench -- [--quick] [--backends flex,ndarray] \
-//!     [--filter mlp/] --plan target/bench/plan.json --out target/bench/burn.json
+//!     [--filter mlp/] [--case mlp/infer/b1] --plan target/bench/plan.json --out target/bench/burn.json
 //! ```
 //!
 //! The thread count recorded (and given to PyTorch) is `RAYON_NUM_THREADS`, which the Rust
